@@ -1,0 +1,6 @@
+"""`python -m cnnaural_ext` is the `cnnaural` command."""
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,411 @@
+"""Deconvnet (Zeiler & Fergus 2014) over any PyTorch CNN whose conv/pool chain can be read.
+
+Forward block: conv -> [batchnorm] -> rectifier -> [maxpool] -> [dropout]. Backward through a
+block: unpool with the recorded switches -> ReLU -> transposed convolution with the same weights
+(biases unused; eval-mode batchnorm contributes gamma / sqrt(var + eps), folded into the conv
+weight; dropout is identity; local response normalisation acts going forward and is identity
+going back). This equals autograd on the same model with the rectifier
+backward replaced by relu(grad_output), which the tests use as an independent oracle.
+
+Layer L (1-based) is the L-th Conv2d; its output is taken after everything that follows it up to
+the next Conv2d (rectifier, pooling, dropout) — the pooled block output of the original code.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import ops
+from .errors import CnnauralError
+from .reference import max_unpool2d_sum
+
+RECTIFIERS = (nn.ReLU, nn.LeakyReLU, nn.ELU)
+IDENTITIES = (nn.Dropout, nn.Dropout2d, nn.Identity)  # identity both ways (dropout in eval mode)
+PASS_BACK = (nn.LocalResponseNorm,)  # applied going forward, identity going back
+SUPPORTED = ("Conv2d, BatchNorm2d, ReLU / LeakyReLU / ELU, MaxPool2d, Dropout, LocalResponseNorm, "
+             "Flatten, Linear")
+
+
+@dataclass
+class Step:
+    """One module of the chain, classified."""
+    kind: str  # conv | bn | act | pool | identity | passback | flatten | linear
+    name: str
+    module: nn.Module
+
+
+@dataclass
+class Recording:
+    """One forward pass: the input shape of every step, the pool switches, the layer outputs."""
+    x_shape: tuple
+    in_shapes: list = field(default_factory=list)
+    indices: dict = field(default_factory=dict)  # step index -> (1, C, h, w) int64
+    outputs: dict = field(default_factory=dict)  # step index -> output of that step (layer ends)
+    last_step: int = -1
+
+
+def _classify(name: str, m: nn.Module) -> Step:
+    if isinstance(m, nn.Conv2d):
+        if m.groups != 1:
+            raise CnnauralError(f"DeconvNet cannot read '{name}': grouped convolution (groups={m.groups}) "
+                                "is not supported")
+        if m.padding_mode != "zeros":
+            raise CnnauralError(f"DeconvNet cannot read '{name}': padding_mode={m.padding_mode!r}, only 'zeros'")
+        if isinstance(m.padding, str):
+            pads = m._reversed_padding_repeated_twice
+            if any(pads[i] != pads[i + 1] for i in (0, 2)):
+                raise CnnauralError(f"DeconvNet cannot read '{name}': padding='same' with an even kernel pads "
+                                    "asymmetrically; give the Conv2d explicit padding")
+        return Step("conv", name, m)
+    if isinstance(m, nn.BatchNorm2d):
+        if not m.track_running_stats or m.running_var is None:
+            raise CnnauralError(f"DeconvNet cannot read '{name}': BatchNorm2d without running statistics")
+        return Step("bn", name, m)
+    if isinstance(m, RECTIFIERS):
+        return Step("act", name, m)
+    if isinstance(m, nn.MaxPool2d):
+        return Step("pool", name, m)
+    if isinstance(m, IDENTITIES):
+        return Step("identity", name, m)
+    if isinstance(m, PASS_BACK):
+        return Step("passback", name, m)
+    if isinstance(m, nn.Flatten):
+        return Step("flatten", name, m)
+    if isinstance(m, nn.Linear):
+        return Step("linear", name, m)
+    raise CnnauralError(f"DeconvNet cannot read module '{name}' ({type(m).__name__}): supported modules are "
+                        f"{SUPPORTED}")
+
+
+def _flatten_sequential(model: nn.Sequential, prefix: str = "") -> list[Step]:
+    steps = []
+    for name, m in model.named_children():
+        full = f"{prefix}{name}"
+        if isinstance(m, nn.Sequential):
+            steps += _flatten_sequential(m, full + ".")
+        else:
+            steps.append(_classify(full, m))
+    return steps
+
+
+_FX_RELU = {F.relu, torch.relu}
+_FX_FLATTEN = {torch.flatten}
+
+
+def _trace_chain(model: nn.Module) -> list[Step]:
+    try:
+        gm = torch.fx.symbolic_trace(model)
+    except Exception as e:
+        raise CnnauralError(f"DeconvNet cannot read {type(model).__name__}: it is not an nn.Sequential and "
+                            f"torch.fx cannot trace it ({str(e).splitlines()[0]})") from None
+    steps, prev = [], None
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            if prev is not None:
+                raise CnnauralError(f"DeconvNet cannot read {type(model).__name__}: it takes more than one input")
+            prev = node
+            continue
+        if node.op == "output":
+            break
+        if node.op == "get_attr" or not node.args or node.args[0] is not prev:
+            raise CnnauralError(f"DeconvNet cannot read {type(model).__name__}: '{node.name}' does not take "
+                                "the previous layer's output (only a chain of layers, no skip connections)")
+        if node.op == "call_module":
+            steps.append(_classify(str(node.target), gm.get_submodule(node.target)))
+        elif node.op == "call_function" and node.target in _FX_RELU:
+            steps.append(Step("act", node.name, nn.ReLU()))
+        elif (node.op == "call_function" and node.target in _FX_FLATTEN) or (
+                node.op == "call_method" and node.target in ("flatten", "view", "reshape")):
+            steps.append(Step("flatten", node.name, nn.Flatten()))
+        else:
+            raise CnnauralError(f"DeconvNet cannot read {type(model).__name__}: '{node.name}' "
+                                f"({node.op} {getattr(node.target, '__name__', node.target)}) is not a supported "
+                                f"layer; supported: {SUPPORTED}, F.relu, torch.flatten")
+        prev = node
+    return steps
+
+
+def read_chain(model: nn.Module) -> list[Step]:
+    """The model's layers in execution order (nested nn.Sequential, or a torch.fx-traceable chain)."""
+    steps = _flatten_sequential(model) if isinstance(model, nn.Sequential) else _trace_chain(model)
+    if not any(s.kind == "conv" for s in steps):
+        raise CnnauralError(f"DeconvNet found no Conv2d in {type(model).__name__}")
+    return steps
+
+
+def _conv_geometry(conv: nn.Conv2d):
+    if isinstance(conv.padding, str):
+        pads = conv._reversed_padding_repeated_twice
+        padding = (pads[2], pads[0])
+    else:
+        padding = tuple(conv.padding)
+    return tuple(conv.stride), padding, tuple(conv.dilation)
+
+
+def _output_padding(in_hw, out_hw, kernel, stride, padding, dilation):
+    """output_padding that makes conv_transpose2d return exactly the forward conv's input size."""
+    return tuple(int(in_hw[d]) - ((int(out_hw[d]) - 1) * stride[d] - 2 * padding[d] + dilation[d] * (kernel[d] - 1) + 1)
+                 for d in range(2))
+
+
+def _bn_scale(bn: nn.BatchNorm2d) -> torch.Tensor:
+    scale = torch.rsqrt(bn.running_var + bn.eps)
+    return scale * bn.weight if bn.affine else scale
+
+
+def parse_features(features, n_available: int, activation: torch.Tensor | None = None, what: str = "layer"):
+    """Resolve a features spec — list of ints | int | "all" | "top:K" | "0,7" — to a list of ints.
+
+    "top:K" ranks by the mean of each channel's activation map (needs `activation` (C, ...)).
+    """
+    if isinstance(features, str):
+        s = features.strip().lower()
+        if s == "all":
+            return list(range(n_available))
+        if s.startswith("top:"):
+            try:
+                k = int(s[4:])
+            except ValueError:
+                raise CnnauralError(f"features 'top:K' needs an integer K (got {features!r})") from None
+            if not 1 <= k <= n_available:
+                raise CnnauralError(f"features {features!r}: K must be in 1..{n_available}")
+            if activation is None:
+                raise CnnauralError("features 'top:K' needs the activations of the input")
+            score = activation.reshape(activation.shape[0], -1).mean(dim=1)
+            return [int(i) for i in torch.argsort(score, descending=True, stable=True)[:k]]
+        try:
+            features = [int(v) for v in s.split(",") if v.strip()]
+        except ValueError:
+            raise CnnauralError(f"features must be a list of ints, 'all' or 'top:K' (got {features!r})") from None
+    elif isinstance(features, int):
+        features = [features]
+    features = [int(f) for f in features]
+    if not features:
+        raise CnnauralError("no features selected")
+    bad = [f for f in features if not 0 <= f < n_available]
+    if bad:
+        raise CnnauralError(f"feature {bad[0]} is out of range: the {what} has {n_available} features "
+                            f"(0..{n_available - 1})")
+    return features
+
+
+class DeconvNet:
+    """Deconvolve learned features of a CNN back to its input.
+
+    Args:
+        model: an nn.Module whose layers form a chain (nested nn.Sequential or torch.fx-traceable)
+            of Conv2d, BatchNorm2d, ReLU/LeakyReLU/ELU, MaxPool2d, Dropout/LRN, Flatten, Linear.
+            The model is not copied and its train/eval mode is not touched: the forward pass here
+            always runs batchnorm with its running statistics and skips dropout.
+        max_batch_bytes: seeds are deconvolved in chunks whose largest intermediate stays under this.
+
+    Raises:
+        CnnauralError: naming the first module it cannot read.
+    """
+
+    def __init__(self, model: nn.Module, max_batch_bytes: int = 512 * 2**20):
+        self.model = model
+        self.steps = read_chain(model)
+        self.max_batch_bytes = int(max_batch_bytes)
+        conv_idx = [i for i, s in enumerate(self.steps) if s.kind == "conv"]
+        head = next((i for i, s in enumerate(self.steps) if s.kind in ("flatten", "linear")), len(self.steps))
+        if any(i > head for i in conv_idx):
+            raise CnnauralError("DeconvNet needs every Conv2d before the Flatten/Linear head")
+        self._layer_end = [(conv_idx[k + 1] - 1) if k + 1 < len(conv_idx) else head - 1
+                           for k in range(len(conv_idx))]
+        self._conv_idx = conv_idx
+        self.has_head = head < len(self.steps) and any(s.kind == "linear" for s in self.steps[head:])
+
+    # -- description -------------------------------------------------------------------------------
+    @property
+    def n_layers(self) -> int:
+        """Number of conv layers (layers are 1-based)."""
+        return len(self._conv_idx)
+
+    def channels(self, layer) -> int:
+        """Number of features of a layer (1-based int, or "output" for the class scores)."""
+        if layer == "output":
+            return self._out_features()
+        return self.steps[self._conv_idx[self._check_layer(layer) - 1]].module.out_channels
+
+    def _out_features(self):
+        if not self.has_head:
+            raise CnnauralError("this model has no Linear head: class targets need one")
+        return [s for s in self.steps if s.kind == "linear"][-1].module.out_features
+
+    def _check_layer(self, layer) -> int:
+        try:
+            layer = int(layer)
+        except (TypeError, ValueError):
+            raise CnnauralError(f"layer must be an integer 1..{self.n_layers} or 'output' (got {layer!r})") from None
+        if not 1 <= layer <= self.n_layers:
+            raise CnnauralError(f"layer {layer} is out of range: the model has {self.n_layers} conv layers "
+                                f"(1..{self.n_layers})")
+        return layer
+
+    def _end_step(self, layer) -> int:
+        if layer == "output":
+            self._out_features()
+            return len(self.steps) - 1
+        return self._layer_end[self._check_layer(layer) - 1]
+
+    def describe(self) -> list[str]:
+        """One line per conv layer: name, channels, kernel, and what follows it."""
+        lines = []
+        for k, c in enumerate(self._conv_idx):
+            conv = self.steps[c].module
+            rest = [s.kind for s in self.steps[c + 1:self._layer_end[k] + 1]]
+            lines.append(f"layer {k + 1}: {self.steps[c].name} {conv.in_channels}->{conv.out_channels} "
+                         f"{tuple(conv.kernel_size)} then {' '.join(rest) or '-'}")
+        return lines
+
+    # -- forward with switches -----------------------------------------------------------------------
+    @torch.no_grad()
+    def record(self, x: torch.Tensor, layer="output") -> Recording:
+        """One forward pass up to `layer`, recording every pool's switches and each layer's output.
+
+        Args:
+            x (Tensor): (1, C_in, F', T) network input.
+        """
+        if x.dim() != 4 or x.shape[0] != 1:
+            raise CnnauralError(f"DeconvNet expects one input of shape (1, C, F, T), got {tuple(x.shape)}")
+        end = self._end_step(layer)
+        rec = Recording(tuple(x.shape))
+        ends = set(self._layer_end)
+        for i, st in enumerate(self.steps[:end + 1]):
+            rec.in_shapes.append(tuple(x.shape))
+            m = st.module
+            if st.kind == "pool":
+                x, idx = F.max_pool2d(x, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode,
+                                      return_indices=True)
+                rec.indices[i] = idx
+            elif st.kind == "bn":
+                x = F.batch_norm(x, m.running_mean, m.running_var, m.weight, m.bias, False, 0.0, m.eps)
+            elif st.kind == "identity":
+                pass
+            else:
+                try:
+                    x = m(x)
+                except RuntimeError as e:
+                    raise CnnauralError(f"the input {rec.x_shape} does not fit the model at '{st.name}': "
+                                        f"{str(e).splitlines()[0]}") from None
+            if i in ends or i == end:
+                rec.outputs[i] = x
+        rec.last_step = end
+        return rec
+
+    def activation(self, rec: Recording, layer) -> torch.Tensor:
+        """The output of `layer` recorded in `rec`: (1, C, h, w), or (1, n_classes) for "output"."""
+        end = self._end_step(layer)
+        if end > rec.last_step:
+            raise CnnauralError(f"this recording stops before layer {layer}; record(x, layer={layer})")
+        return rec.outputs[end]
+
+    # -- backward --------------------------------------------------------------------------------------
+    def seeds(self, rec: Recording, layer, features, seed: str = "map"):
+        """Build the seeds (K, *activation shape[1:]) for `features` of `layer` and return (seeds, features).
+
+        seed: "map" keeps channel k's whole activation map (the original code), "max" only its
+        strongest position (Zeiler & Fergus). For layer "output", seeds are one-hot class scores.
+        """
+        if seed not in ("map", "max"):
+            raise CnnauralError(f"seed must be 'map' or 'max' (got {seed!r})")
+        act = self.activation(rec, layer)[0]
+        feats = parse_features(features, act.shape[0], act, "output" if layer == "output" else f"layer {layer}")
+        K = len(feats)
+        s = act.new_zeros((K,) + tuple(act.shape))
+        rows = torch.arange(K, device=act.device)
+        fidx = torch.tensor(feats, device=act.device)
+        if layer == "output":
+            s[rows, fidx] = 1.0
+        elif seed == "map":
+            s[rows, fidx] = act[fidx]
+        else:
+            flat = act[fidx].reshape(K, -1)
+            pos = flat.argmax(dim=1)
+            s.view(K, act.shape[0], -1)[rows, fidx, pos] = flat[rows, pos]
+        return s, feats
+
+    def _chunk_size(self, rec: Recording, end: int, elem_bytes: int) -> int:
+        per_seed = max(int(torch.tensor(s[1:]).prod()) for s in rec.in_shapes[:end + 1]) * elem_bytes * 2
+        return max(1, self.max_batch_bytes // max(per_seed, 1))
+
+    @torch.no_grad()
+    def backward(self, rec: Recording, g: torch.Tensor, from_step: int) -> torch.Tensor:
+        """Take seeds g (K, ...) at the output of step `from_step` back to the input: (K, C_in, F', T)."""
+        steps, i = self.steps, from_step
+        while i >= 0:
+            st = steps[i]
+            m = st.module
+            if st.kind == "pool":
+                fused = self._fusable(i)
+                if fused is not None:
+                    conv_i, bn_i = fused
+                    g = self._unpool_conv(rec, g, i, conv_i, bn_i)
+                    i = conv_i - 1
+                    continue
+                g = max_unpool2d_sum(g, rec.indices[i], rec.in_shapes[i][-2:])
+            elif st.kind == "act":
+                g = torch.relu(g)
+            elif st.kind == "bn":
+                g = g * _bn_scale(m).to(g)[None, :, None, None]
+            elif st.kind == "conv":
+                stride, padding, dilation = _conv_geometry(m)
+                out_pad = _output_padding(rec.in_shapes[i][-2:], g.shape[-2:], m.kernel_size, stride, padding, dilation)
+                g = F.conv_transpose2d(g, m.weight.to(g), None, stride, padding, out_pad, 1, dilation)
+            elif st.kind == "flatten":
+                g = g.reshape(g.shape[0], *rec.in_shapes[i][1:])
+            elif st.kind == "linear":
+                g = g @ m.weight.to(g)
+            i -= 1
+        return g
+
+    def _fusable(self, pool_i):
+        """(conv index, bn index or None) when pool_i closes a conv -> [bn] -> rectifier -> pool block."""
+        j = pool_i - 1
+        while j >= 0 and self.steps[j].kind in ("identity", "passback"):
+            j -= 1
+        if j < 0 or self.steps[j].kind != "act":
+            return None
+        j -= 1
+        bn_i = None
+        if j >= 0 and self.steps[j].kind == "bn":
+            bn_i, j = j, j - 1
+        if j >= 0 and self.steps[j].kind == "conv":
+            return j, bn_i
+        return None
+
+    def _unpool_conv(self, rec, g, pool_i, conv_i, bn_i):
+        conv = self.steps[conv_i].module
+        w = conv.weight.to(g)
+        if bn_i is not None:
+            w = w * _bn_scale(self.steps[bn_i].module).to(g)[:, None, None, None]
+        stride, padding, dilation = _conv_geometry(conv)
+        unpool_size = rec.in_shapes[pool_i][-2:]
+        out_pad = _output_padding(rec.in_shapes[conv_i][-2:], unpool_size, conv.kernel_size, stride, padding, dilation)
+        return ops.unpool_conv_transpose2d(g, rec.indices[pool_i], w, None, unpool_size=unpool_size, stride=stride,
+                                           padding=padding, output_padding=out_pad, dilation=dilation)
+
+    def deconvolve(self, x, layer, features="all", seed: str = "map", return_features: bool = False):
+        """Deconvolve features of `layer` back to the input space.
+
+        Args:
+            x (Tensor | Recording): (1, C_in, F', T) network input, or a Recording of it.
+            layer: 1-based conv layer, or "output" for class scores (features are then classes).
+            features: list of ints | int | "all" | "top:K" (K most active for this input).
+            seed: "map" | "max".
+            return_features: also return the resolved list of features.
+
+        Returns:
+            (K, C_in, F', T) deconvolved maps (and the features when asked). All K seeds share the
+            one recording's switches (broadcast, never copied per seed).
+        """
+        rec = x if isinstance(x, Recording) else self.record(x, layer)
+        s, feats = self.seeds(rec, layer, features, seed)
+        end = self._end_step(layer)
+        chunk = self._chunk_size(rec, end, s.element_size())
+        out = torch.cat([self.backward(rec, part, end) for part in torch.split(s, chunk)], dim=0)
+        return (out, feats) if return_features else out

@@ -1,0 +1,212 @@
+"""Typed entry points of the native ops, with their fake (meta) kernels, and the routing between
+the native kernels (torch.ops.cnnaural.*) and the pure-PyTorch twins in reference.py.
+
+Routing: the native kernel runs when `_C` is built, has a kernel for the tensors' device and the
+case needs no autograd the kernel lacks; otherwise the reference runs. `CNNAURAL_BACKEND=reference`
+forces the reference everywhere (for comparisons); `CNNAURAL_BACKEND=native` makes a missing
+native kernel an error instead of a silent fallback.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+
+from . import reference
+from .errors import CnnauralError
+
+try:  # the compiled extension registers torch.ops.cnnaural.*
+    from . import _C  # noqa: F401
+
+    _NATIVE_IMPORT_ERROR = None
+except ImportError as e:  # a source checkout without a build
+    _C = None
+    _NATIVE_IMPORT_ERROR = str(e)
+
+BACKENDS = ("auto", "native", "reference")
+
+
+def backend() -> str:
+    """The requested backend: CNNAURAL_BACKEND = auto (default) | native | reference."""
+    b = os.environ.get("CNNAURAL_BACKEND", "auto").lower()
+    if b not in BACKENDS:
+        raise CnnauralError(f"CNNAURAL_BACKEND must be one of {', '.join(BACKENDS)} (got {b!r})")
+    return b
+
+
+def native_available() -> bool:
+    """True when the compiled extension is importable."""
+    return _C is not None
+
+
+def build_info() -> dict:
+    """How the native extension was built (version, CUDA, OpenMP threads), or why it is missing."""
+    if _C is None:
+        return {"native": False, "reason": _NATIVE_IMPORT_ERROR}
+    info = dict(_C.build_info())
+    info["native"] = True
+    return info
+
+
+def _has_native_kernel(op: str, device: torch.device) -> bool:
+    if _C is None or not hasattr(torch.ops.cnnaural, op):
+        return False
+    key = {"cpu": "CPU", "cuda": "CUDA"}.get(device.type)
+    return key is not None and torch._C._dispatch_has_kernel_for_dispatch_key(f"cnnaural::{op}", key)
+
+
+def _use_native(op: str, device: torch.device, needs_grad: bool) -> bool:
+    b = backend()
+    if b == "reference":
+        return False
+    ok = _has_native_kernel(op, device) and not needs_grad
+    if b == "native" and not ok:
+        why = "no native build" if _C is None else (
+            "autograd through it runs on the reference" if needs_grad else f"no {device.type} kernel")
+        raise CnnauralError(f"CNNAURAL_BACKEND=native but {op} cannot run natively here ({why}); "
+                            "unset CNNAURAL_BACKEND to fall back to the reference")
+    return ok
+
+
+def active_backend(op: str, device="cpu") -> str:
+    """Which implementation `op` uses for tensors on `device` without autograd: native | reference."""
+    return "native" if _use_native(op, torch.device(device), False) else "reference"
+
+
+# ---------------------------------------------------------------------------------------------
+# unpool_conv_transpose2d
+# ---------------------------------------------------------------------------------------------
+def _pair(v, name):
+    if isinstance(v, int):
+        return (v, v)
+    v = tuple(int(a) for a in v)
+    if len(v) != 2:
+        raise CnnauralError(f"unpool_conv_transpose2d: {name} must be an int or a pair (got {v})")
+    return v
+
+
+def check_indices(indices: torch.Tensor, unpool_size, op: str = "unpool_conv_transpose2d") -> None:
+    """Raise a CnnauralError naming `op` when any switch is outside the (H, W) plane."""
+    H, W = unpool_size
+    if indices.numel() == 0:
+        return
+    lo, hi = torch.aminmax(indices)
+    if int(lo) < 0 or int(hi) >= H * W:
+        raise CnnauralError(f"{op}: indices must lie in [0, H*W) = [0, {H * W}) for unpool_size ({H}, {W}); "
+                            f"got values in [{int(lo)}, {int(hi)}]. Pass the indices returned by "
+                            "F.max_pool2d(..., return_indices=True) on the same activation")
+
+
+def unpool_conv_transpose2d(input: torch.Tensor, indices: torch.Tensor, weight: torch.Tensor,
+                            bias: torch.Tensor | None = None, *, unpool_size, stride=1, padding=0,
+                            output_padding=0, dilation=1, rectify: bool = True) -> torch.Tensor:
+    """Fused deconvnet step: max-unpool with switches -> ReLU -> transposed convolution.
+
+    Equals `F.conv_transpose2d(relu(max_unpool2d(input, indices, output_size=unpool_size)),
+    weight, bias, stride, padding, output_padding, 1, dilation)`, with repeated switches
+    (overlapping pools) summed as autograd sums them.
+
+    Args:
+        input (Tensor): (N, C_out, h, w) float — pooled values (e.g. seeds).
+        indices (Tensor): (N or 1, C_out, h, w) int64 — flat positions in the (H, W) plane, as
+            returned by `F.max_pool2d(..., return_indices=True)`; batch 1 is shared by all N rows.
+        weight (Tensor): (C_out, C_in, kH, kW) — the forward Conv2d's weight.
+        bias (Tensor, optional): (C_in,).
+        unpool_size: (H, W) of the unpooled plane (the forward conv's output size).
+        stride, padding, output_padding, dilation: of the forward Conv2d (int or pair).
+        rectify: apply the ReLU between unpooling and the transposed convolution.
+
+    Returns:
+        (N, C_in, H_in, W_in) with H_in = (H - 1) * stride - 2 * padding + dilation * (kH - 1)
+        + output_padding + 1.
+
+    Raises:
+        CnnauralError: shapes that do not fit together, or a switch outside the (H, W) plane.
+
+    The native kernel lands with the CPU/CUDA kernel work; until then this runs the reference.
+    """
+    op = "unpool_conv_transpose2d"
+    if input.dim() != 4 or indices.dim() != 4 or weight.dim() != 4:
+        raise CnnauralError(f"{op}: input, indices and weight must be 4-D (got {input.dim()}, "
+                            f"{indices.dim()}, {weight.dim()} dims)")
+    if indices.dtype != torch.int64:
+        raise CnnauralError(f"{op}: indices must be int64 (got {indices.dtype})")
+    if not input.is_floating_point() or weight.dtype != input.dtype:
+        raise CnnauralError(f"{op}: input and weight must share a floating dtype (got {input.dtype}, {weight.dtype})")
+    N, C, h, w = input.shape
+    if indices.shape[1:] != input.shape[1:] or indices.shape[0] not in (1, N):
+        raise CnnauralError(f"{op}: indices {tuple(indices.shape)} must be (N or 1, C, h, w) "
+                            f"matching input {tuple(input.shape)}")
+    if weight.shape[0] != C:
+        raise CnnauralError(f"{op}: weight {tuple(weight.shape)} must be (C_out={C}, C_in, kH, kW)")
+    if bias is not None and bias.shape != (weight.shape[1],):
+        raise CnnauralError(f"{op}: bias must be ({weight.shape[1]},), got {tuple(bias.shape)}")
+    unpool_size = _pair(unpool_size, "unpool_size")
+    stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
+    output_padding, dilation = _pair(output_padding, "output_padding"), _pair(dilation, "dilation")
+    check_indices(indices, unpool_size, op)
+    return reference.unpool_conv_transpose2d(input, indices, weight, bias, unpool_size=unpool_size,
+                                             stride=stride, padding=padding, output_padding=output_padding,
+                                             dilation=dilation, rectify=rectify)
+
+
+# ---------------------------------------------------------------------------------------------
+# masked_istft
+# ---------------------------------------------------------------------------------------------
+if _C is not None:
+    @torch.library.register_fake("cnnaural::masked_istft")
+    def _masked_istft_fake(stft, gain, n_fft, hop_length, win_length, window, center, length, mode):
+        T = stft.shape[-1]
+        full = n_fft + hop_length * (T - 1)
+        start = n_fft // 2 if center else 0
+        n_out = length if length is not None else (full - n_fft // 2 if center else full) - start
+        return gain.new_empty(gain.shape[0], n_out)
+
+
+_window_cache: dict = {}
+
+
+def _default_window(win_length, dtype, device):
+    key = (win_length, dtype, device)
+    w = _window_cache.get(key)
+    if w is None:
+        w = _window_cache[key] = torch.ones(win_length, dtype=dtype, device=device)
+    return w
+
+
+def masked_istft(stft: torch.Tensor, gain: torch.Tensor, *, n_fft: int, hop_length: int | None = None,
+                 win_length: int | None = None, window: torch.Tensor | None = None, center: bool = True,
+                 length: int | None = None, mode: str = "mask") -> torch.Tensor:
+    """Inverse STFT of the original STFT combined with N real gains, batched.
+
+    Equals `torch.istft(Y, n_fft, hop_length, win_length, window, center, length=length)` with
+    Y = stft * gain ("mask", the original code) or Y = gain * stft / |stft| ("magnitude": gain is
+    the new magnitude, the phase is the original one; Y = gain where stft == 0).
+
+    Args:
+        stft (Tensor): (F, T) or (N | 1, F, T) complex, F = n_fft // 2 + 1 — shared by every row of
+            gain without a copy.
+        gain (Tensor): (N, F, T) real, the precision of stft.
+        n_fft, hop_length, win_length, window, center, length: as torch.istft (hop_length defaults
+            to n_fft // 4, win_length to n_fft, window to all ones).
+        mode: "mask" | "magnitude".
+
+    Returns:
+        (N, L) real audio.
+
+    Autograd: when gain requires grad the reference path runs (it is differentiable).
+    """
+    if mode not in ("mask", "magnitude"):
+        raise CnnauralError(f"masked_istft: mode must be 'mask' or 'magnitude' (got {mode!r})")
+    if stft.dim() == 2 and gain.dim() == 2:
+        gain = gain.unsqueeze(0)
+    hop_length = n_fft // 4 if hop_length is None else int(hop_length)
+    win_length = n_fft if win_length is None else int(win_length)
+    if window is None:
+        window = _default_window(win_length, gain.dtype, gain.device)
+    needs_grad = torch.is_grad_enabled() and (gain.requires_grad or stft.requires_grad or window.requires_grad)
+    if _use_native("masked_istft", gain.device, needs_grad):
+        return torch.ops.cnnaural.masked_istft(stft, gain, n_fft, hop_length, win_length, window, center,
+                                               length, mode)
+    return reference.masked_istft(stft, gain, n_fft=n_fft, hop_length=hop_length, win_length=win_length,
+                                  window=window, center=center, length=length, mode=mode)

@@ -1,0 +1,68 @@
+// Backend-independent part of masked_istft: argument validation and window padding.
+#include "istft.h"
+
+#include "../common/checks.h"
+
+namespace cnnaural {
+
+IstftGeometry check_masked_istft(const char* op, const at::Tensor& stft, const at::Tensor& gain,
+                                 int64_t n_fft, int64_t hop_length, int64_t win_length,
+                                 const at::Tensor& window, bool center,
+                                 std::optional<int64_t> length, c10::string_view mode) {
+  IstftGeometry g;
+  CNNAURAL_CHECK(mode == "mask" || mode == "magnitude", op, "mode must be 'mask' or 'magnitude', got '",
+                 std::string(mode), "'");
+  g.mode = mode == "mask" ? 0 : 1;
+  CNNAURAL_CHECK(stft.is_complex(), op, "stft must be a complex tensor (torch.stft(..., return_complex=True)), got ",
+                 stft.scalar_type());
+  CNNAURAL_CHECK(stft.dim() == 2 || stft.dim() == 3, op, "stft must be (F, T) or (N, F, T), got shape ",
+                 stft.sizes());
+  check_dim(gain, 3, op, "gain");
+  CNNAURAL_CHECK(gain.is_floating_point(), op, "gain must be real floating point, got ", gain.scalar_type());
+  CNNAURAL_CHECK(c10::toRealValueType(stft.scalar_type()) == gain.scalar_type(), op,
+                 "gain must have the precision of stft: ", stft.scalar_type(), " needs ",
+                 c10::toRealValueType(stft.scalar_type()), ", got ", gain.scalar_type());
+  check_same_device(stft, gain, op, "stft", "gain");
+  check_same_device(window, gain, op, "window", "gain");
+  CNNAURAL_CHECK(n_fft > 0 && hop_length > 0, op, "n_fft and hop_length must be positive, got n_fft=",
+                 n_fft, ", hop_length=", hop_length);
+  CNNAURAL_CHECK(win_length > 0 && win_length <= n_fft, op, "expected 0 < win_length <= n_fft, got win_length=",
+                 win_length, ", n_fft=", n_fft);
+  CNNAURAL_CHECK(hop_length <= win_length, op, "expected 0 < hop_length <= win_length, got hop_length=",
+                 hop_length, ", win_length=", win_length);
+  CNNAURAL_CHECK(window.dim() == 1 && window.size(0) == win_length, op,
+                 "window must be 1-D of size win_length=", win_length, ", got shape ", window.sizes());
+  CNNAURAL_CHECK(window.scalar_type() == gain.scalar_type(), op, "window must have dtype ", gain.scalar_type(),
+                 ", got ", window.scalar_type());
+  g.stft_batched = stft.dim() == 3;
+  g.n_freqs = stft.size(-2);
+  g.n_frames = stft.size(-1);
+  g.n = gain.size(0);
+  CNNAURAL_CHECK(g.n_freqs == n_fft / 2 + 1, op, "stft has ", g.n_freqs, " frequency bins; a one-sided STFT with n_fft=",
+                 n_fft, " has ", n_fft / 2 + 1);
+  CNNAURAL_CHECK(gain.size(1) == g.n_freqs && gain.size(2) == g.n_frames, op, "gain (N, F, T) must match stft's (F, T) = (",
+                 g.n_freqs, ", ", g.n_frames, "), got ", gain.sizes());
+  if (g.stft_batched) {
+    CNNAURAL_CHECK(stft.size(0) == 1 || stft.size(0) == g.n, op, "stft batch must be 1 or gain's N=", g.n,
+                   ", got ", stft.size(0));
+  }
+  CNNAURAL_CHECK(g.n_frames > 0, op, "stft has no frames");
+  g.full_len = n_fft + hop_length * (g.n_frames - 1);
+  g.start = center ? n_fft / 2 : 0;
+  if (length.has_value()) {
+    CNNAURAL_CHECK(*length >= 0, op, "length must be non-negative, got ", *length);
+    g.out_len = *length;
+  } else {
+    g.out_len = (center ? g.full_len - n_fft / 2 : g.full_len) - g.start;
+  }
+  CNNAURAL_CHECK(g.out_len >= 0, op, "the STFT is too short to trim: ", g.n_frames, " frames of hop ", hop_length);
+  return g;
+}
+
+at::Tensor padded_window(const at::Tensor& window, int64_t n_fft, int64_t win_length) {
+  if (win_length == n_fft) return window.contiguous();
+  const int64_t left = (n_fft - win_length) / 2;
+  return at::constant_pad_nd(window, {left, n_fft - win_length - left}, 0).contiguous();
+}
+
+}  // namespace cnnaural

@@ -1,0 +1,42 @@
+// masked_istft: inverse STFT of (original STFT combined with real gains), argument validation
+// shared by every backend.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <optional>
+#include <string>
+
+namespace cnnaural {
+
+// Args:
+//   stft: complex (F, T) or (N | 1, F, T), F = n_fft / 2 + 1 — shared by every gain row.
+//   gain: real (N, F, T), same precision as stft.
+//   window: real (win_length) on the same device, zero-padded (centred) to n_fft.
+//   mode: "mask" (Y = stft * gain) or "magnitude" (Y = gain * stft / |stft|).
+// Returns: (N, L) real, L = length or the centred/uncentred torch.istft default.
+at::Tensor masked_istft_cpu(const at::Tensor& stft, const at::Tensor& gain, int64_t n_fft,
+                            int64_t hop_length, int64_t win_length, const at::Tensor& window,
+                            bool center, std::optional<int64_t> length, c10::string_view mode);
+
+struct IstftGeometry {
+  int64_t n = 0;         // gain rows
+  int64_t n_freqs = 0;   // F
+  int64_t n_frames = 0;  // T
+  int64_t full_len = 0;  // n_fft + hop * (T - 1), the uncropped overlap-add
+  int64_t start = 0;     // first kept sample of the full signal
+  int64_t out_len = 0;   // samples returned (may exceed full_len - start: zero tail)
+  int mode = 0;          // 0 mask, 1 magnitude
+  bool stft_batched = false;
+};
+
+// Validates every argument the way torch.istft does (plus the gain) and returns the geometry.
+IstftGeometry check_masked_istft(const char* op, const at::Tensor& stft, const at::Tensor& gain,
+                                 int64_t n_fft, int64_t hop_length, int64_t win_length,
+                                 const at::Tensor& window, bool center,
+                                 std::optional<int64_t> length, c10::string_view mode);
+
+// The window zero-padded to n_fft, centred as torch.istft does.
+at::Tensor padded_window(const at::Tensor& window, int64_t n_fft, int64_t win_length);
+
+}  // namespace cnnaural

@@ -1,0 +1,96 @@
+// masked_istft on the CPU: fused combine into the frame-major layout the FFT wants, the
+// library's inverse real FFT, then one fused pass of window x overlap-add x envelope x trim.
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+
+#include "../common/checks.h"
+#include "istft.h"
+#include "istft_math.h"
+
+namespace cnnaural {
+
+namespace {
+constexpr const char* kOp = "masked_istft";
+constexpr double kNolaTolerance = 1e-11;  // torch.istft's threshold on the window envelope
+}  // namespace
+
+at::Tensor masked_istft_cpu(const at::Tensor& stft, const at::Tensor& gain, int64_t n_fft,
+                            int64_t hop_length, int64_t win_length, const at::Tensor& window,
+                            bool center, std::optional<int64_t> length, c10::string_view mode) {
+  const IstftGeometry g =
+      check_masked_istft(kOp, stft, gain, n_fft, hop_length, win_length, window, center, length, mode);
+  CNNAURAL_CHECK(gain.device().is_cpu(), kOp, "the CPU kernel got a tensor on ", gain.device());
+  at::Tensor out = at::zeros({g.n, g.out_len}, gain.options());
+  if (g.n == 0 || g.out_len == 0) return out;
+
+  const at::Tensor win = padded_window(window, n_fft, win_length);
+  const at::Tensor x = g.stft_batched ? stft : stft.unsqueeze(0);
+  const int64_t x_sn = x.size(0) == 1 ? 0 : x.stride(0), x_sf = x.stride(1), x_st = x.stride(2);
+  const int64_t g_sn = gain.stride(0), g_sf = gain.stride(1), g_st = gain.stride(2);
+  const int64_t T = g.n_frames, F = g.n_freqs;
+  // samples of the full signal that exist (beyond them the output is zero-padded, as torch.istft)
+  const int64_t kept = std::min(g.out_len, std::max<int64_t>(g.full_len - g.start, 0));
+
+  AT_DISPATCH_FLOATING_TYPES(gain.scalar_type(), "masked_istft_cpu", [&] {
+    using cplx = c10::complex<scalar_t>;
+    // 1. combine, written (N, T, F): each frame's spectrum contiguous for the FFT
+    at::Tensor y = at::empty({g.n, T, F}, stft.options());
+    const cplx* xp = x.data_ptr<cplx>();
+    const scalar_t* gp = gain.data_ptr<scalar_t>();
+    cplx* yp = y.data_ptr<cplx>();
+    const int mode_id = g.mode;
+    at::parallel_for(0, g.n * T, 16, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const int64_t n = i / T, t = i % T;
+        const cplx* xr = xp + n * x_sn + t * x_st;
+        const scalar_t* gr = gp + n * g_sn + t * g_st;
+        cplx* yr = yp + i * F;
+        for (int64_t f = 0; f < F; ++f) {
+          const cplx v = xr[f * x_sf];
+          scalar_t re, im;
+          combine_bin<scalar_t>(v.real(), v.imag(), gr[f * g_sf], mode_id, &re, &im);
+          yr[f] = cplx(re, im);
+        }
+      }
+    });
+    // 2. inverse real FFT of every frame: (N, T, n_fft)
+    const at::Tensor frames = at::fft_irfft(y, n_fft, -1).contiguous();
+    // 3. inverse window envelope of the kept samples, shared by every row; NOLA check as torch.istft
+    const scalar_t* wp = win.data_ptr<scalar_t>();
+    at::Tensor inv_env = at::empty({kept}, gain.options());
+    scalar_t* ep = inv_env.data_ptr<scalar_t>();
+    double env_min = kept > 0 ? 1e300 : 1.0;
+    for (int64_t j = 0; j < kept; ++j) {
+      const scalar_t e = ola_envelope<scalar_t>(g.start + j, wp, n_fft, hop_length, T);
+      env_min = std::min(env_min, static_cast<double>(e < 0 ? -e : e));
+      ep[j] = scalar_t(1) / e;
+    }
+    CNNAURAL_CHECK(env_min >= kNolaTolerance, kOp,
+                   "the window does not satisfy the nonzero overlap-add constraint (NOLA): its envelope falls to ",
+                   env_min, " inside the output; use a longer window or a smaller hop_length");
+    // 4. fused window x overlap-add x envelope x trim
+    const scalar_t* fp = frames.data_ptr<scalar_t>();
+    scalar_t* op = out.data_ptr<scalar_t>();
+    const int64_t out_len = g.out_len, start = g.start;
+    constexpr int64_t kChunk = 4096;
+    const int64_t chunks = (kept + kChunk - 1) / kChunk;
+    at::parallel_for(0, g.n * chunks, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const int64_t n = i / chunks, j0 = (i % chunks) * kChunk, j1 = std::min(j0 + kChunk, kept);
+        const scalar_t* fr = fp + n * T * n_fft;
+        scalar_t* orow = op + n * out_len;
+        for (int64_t j = j0; j < j1; ++j) {
+          orow[j] = ola_gather<scalar_t>(start + j, fr, n_fft, wp, n_fft, hop_length, T) * ep[j];
+        }
+      }
+    });
+  });
+  return out;
+}
+
+TORCH_LIBRARY_IMPL(cnnaural, CPU, m) { m.impl("masked_istft", &masked_istft_cpu); }
+
+}  // namespace cnnaural

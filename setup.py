@@ -1,0 +1,53 @@
+"""Builds cnnaural_ext._C from csrc/: C++ with OpenMP always; CUDA too when torch has CUDA and
+nvcc is found (CUDA_HOME), unless CNNAURAL_SKIP_CUDA=1.
+
+Install with `pip install -e . --no-build-isolation` so the build uses the torch already in the
+environment (torch is not a build requirement: pip would otherwise fetch a multi-GB CUDA build).
+
+Environment switches, read once and printed:
+  CNNAURAL_SKIP_CUDA=1     build the CPU kernels only
+  TORCH_CUDA_ARCH_LIST     CUDA architectures (default "8.0;9.0" when no GPU is visible)
+  MAX_JOBS                 parallel compile jobs (default: the number of cores)
+"""
+import glob
+import os
+
+from setuptools import setup
+
+VERSION = "0.1.0"
+
+
+def extensions():
+    import torch
+    from torch.utils import cpp_extension
+
+    root = os.path.dirname(os.path.abspath(__file__))
+    cpp = sorted(glob.glob(os.path.join("csrc", "**", "*.cpp"), recursive=True))
+    cu = sorted(glob.glob(os.path.join("csrc", "**", "*.cu"), recursive=True))
+    skip_cuda = os.environ.get("CNNAURAL_SKIP_CUDA", "0") == "1"
+    with_cuda = (not skip_cuda and torch.version.cuda is not None and cpp_extension.CUDA_HOME is not None
+                 and bool(cu))
+    if with_cuda and not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
+        os.environ["TORCH_CUDA_ARCH_LIST"] = "8.0;9.0"
+    os.environ.setdefault("MAX_JOBS", str(os.cpu_count() or 1))
+    print(f"[cnnaural_ext] torch {torch.__version__}, CUDA build: {with_cuda} "
+          f"(torch CUDA {torch.version.cuda}, CUDA_HOME {cpp_extension.CUDA_HOME}, "
+          f"arch {os.environ.get('TORCH_CUDA_ARCH_LIST', '-')}), MAX_JOBS {os.environ['MAX_JOBS']}")
+
+    macros = [("CNNAURAL_VERSION", f'"{VERSION}"')]
+    cxx = ["-O3", "-fopenmp", "-std=c++17"]
+    if with_cuda:
+        macros.append(("CNNAURAL_WITH_CUDA", None))
+        ext = cpp_extension.CUDAExtension(
+            "cnnaural_ext._C", cpp + cu, define_macros=macros, include_dirs=[os.path.join(root, "csrc")],
+            extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "--expt-relaxed-constexpr"]},
+            extra_link_args=["-fopenmp"])
+    else:
+        ext = cpp_extension.CppExtension(
+            "cnnaural_ext._C", cpp, define_macros=macros, include_dirs=[os.path.join(root, "csrc")],
+            extra_compile_args={"cxx": cxx}, extra_link_args=["-fopenmp"])
+    return [ext], {"build_ext": cpp_extension.BuildExtension}
+
+
+ext_modules, cmdclass = extensions()
+setup(ext_modules=ext_modules, cmdclass=cmdclass)

@@ -1,0 +1,219 @@
+"""Auraliser and the `cnnaural` command: results equal their definitions; user errors are one
+clear line, exit status 2 and no partial files."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import cnnaural_ext as ca
+from cnnaural_ext import cli
+from cnnaural_ext.auralise import PRETRAINED
+
+SR = 8000
+
+
+def small_model_and_spec(scale="linear", n_mels=None):
+    torch.manual_seed(0)
+    spec = ca.Spectrogram(sample_rate=SR, n_fft=256, hop_length=128, scale=scale, n_mels=n_mels)
+    frames = spec.n_frames(2 * SR)
+    model = ca.models.paper_cnn5(n_classes=3, channels=[4, 4, 6, 6, 8], input_shape=(spec.n_bins, frames),
+                                 dense=(16,)).eval()
+    return model, spec
+
+
+def tone(seconds=2.0, sr=SR):
+    t = torch.arange(int(seconds * sr)) / sr
+    x = 0.5 * torch.sin(2 * np.pi * 440 * t) * (1 + torch.sign(torch.sin(2 * np.pi * 2 * t))) / 2
+    return (x + 0.05 * torch.randn_like(x)).float()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    model, spec = small_model_and_spec()
+    path = tmp_path_factory.mktemp("ckpt") / "small.pt"
+    ca.models.save_checkpoint(path, model, spec, arch="paper_cnn5",
+                              arch_kwargs=dict(n_classes=3, channels=[4, 4, 6, 6, 8],
+                                               input_shape=[spec.n_bins, spec.n_frames(2 * SR)], dense=[16]),
+                              classes=["a", "b", "c"], initial_conv1=model[0][0][0].weight.detach().clone())
+    return path
+
+
+@pytest.fixture(scope="module")
+def track(tmp_path_factory):
+    path = tmp_path_factory.mktemp("audio") / "tone track.wav"
+    sf.write(path, tone(3.0).numpy(), SR)
+    return path
+
+
+@pytest.mark.parametrize("scale, n_mels", [("linear", None), ("log1p", None), ("db", 32)])
+@pytest.mark.parametrize("mode", ["mask", "magnitude"])
+def test_auralise_equals_its_definition(scale, n_mels, mode):
+    model, spec = small_model_and_spec(scale, n_mels)
+    x = tone()
+    aur = ca.Auraliser(model, spec)
+    res = aur.auralise(x, layer=2, features=[0, 3], mode=mode, normalize=False)
+    X, S = spec(x)
+    D = ca.DeconvNet(model).deconvolve(S[None, None], 2, [0, 3])[:, 0]
+    torch.testing.assert_close(res.maps, D)
+    if mode == "mask":
+        Y = X * spec.to_linear(D, "mask")
+    else:
+        Y = spec.to_linear(D, "magnitude") * torch.exp(1j * X.angle())
+    want = torch.istft(Y, spec.n_fft, spec.hop_length, window=spec.window, length=x.shape[0])
+    torch.testing.assert_close(res.audio, want, rtol=1e-4, atol=1e-6 * float(want.abs().max()))
+    assert res.features == [0, 3] and res.sample_rate == SR and len(res.stats) == 2
+    assert res.audio.shape == (2, x.shape[0])
+
+
+def test_normalize_peaks_each_clip():
+    model, spec = small_model_and_spec()
+    res = ca.Auraliser(model, spec).auralise(tone(), layer=1, features="all")
+    peaks = res.audio.abs().amax(dim=1)
+    nonsilent = peaks > 0
+    torch.testing.assert_close(peaks[nonsilent], torch.full_like(peaks[nonsilent], 0.99))
+
+
+def test_griffinlim_makes_the_magnitude_consistent():
+    model, spec = small_model_and_spec()
+    aur = ca.Auraliser(model, spec)
+    x = tone()
+    kw = dict(layer=1, features=[0, 1], mode="magnitude", normalize=False)
+    target = spec.to_linear(aur.auralise(x, **kw).maps, "magnitude")
+
+    def inconsistency(audio):
+        return float(((spec.stft(audio).abs() - target).norm() / target.norm()))
+
+    errs = [inconsistency(aur.auralise(x, phase="griffinlim", griffinlim_iters=n, **kw).audio) for n in (0, 4, 30)]
+    assert errs[0] > errs[1] > errs[2]
+
+
+def test_griffinlim_recovers_a_consistent_magnitude():
+    from cnnaural_ext.auralise import griffin_lim
+
+    _, spec = small_model_and_spec()
+    x = tone()
+    mag = spec.stft(x).abs()[None]
+    kw = dict(n_fft=spec.n_fft, hop_length=spec.hop_length, win_length=spec.win_length, window=spec.window,
+              center=True, length=x.shape[0])
+    start = ca.masked_istft(torch.ones_like(mag, dtype=torch.complex64), mag, mode="magnitude", **kw)
+    y = griffin_lim(mag, start, spec, 60, kw)
+    err = float((spec.stft(y).abs() - mag).norm() / mag.norm())
+    err0 = float((spec.stft(start).abs() - mag).norm() / mag.norm())
+    assert err < 0.15 < err0
+
+
+def test_bad_options_are_clear():
+    model, spec = small_model_and_spec()
+    aur = ca.Auraliser(model, spec)
+    with pytest.raises(ca.CnnauralError, match="mode must be"):
+        aur.auralise(tone(), 1, [0], mode="masq")
+    with pytest.raises(ca.CnnauralError, match="phase must be"):
+        aur.auralise(tone(), 1, [0], phase="random")
+    with pytest.raises(ca.CnnauralError, match="mono"):
+        aur.auralise(torch.zeros(2, 100), 1, [0])
+
+
+def test_cli_auralise_writes_what_it_says(checkpoint, track, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = cli.main(["auralise", str(track), "--model", str(checkpoint), "--layer", "1,5", "--features", "0,2",
+                   "--duration", "2", "--out", str(out)])
+    assert rc == 0
+    d = out / "tone_track"
+    names = sorted(p.name for p in d.iterdir())
+    for layer in (1, 5):
+        for k in (0, 2):
+            assert f"layer{layer}_feature{k:03d}.wav" in names and f"layer{layer}_feature{k:03d}.png" in names
+        assert f"layer{layer}_figure.png" in names
+    assert "original.wav" in names and "manifest.json" in names
+    assert not [n for n in names if n.endswith(".part") or ".part." in n]
+    audio, sr = sf.read(d / "layer1_feature002.wav")
+    assert sr == SR and audio.shape == (2 * SR,) and np.abs(audio).max() > 0.5
+    manifest = json.loads((d / "manifest.json").read_text())
+    assert {(i["layer"], i["feature"]) for i in manifest["items"]} == {(1, 0), (1, 2), (5, 0), (5, 2)}
+
+
+def test_cli_filters_and_info(checkpoint, tmp_path, capsys):
+    assert cli.main(["filters", "--model", str(checkpoint), "--out", str(tmp_path / "f.png")]) == 0
+    assert (tmp_path / "f.png").stat().st_size > 1000
+    assert cli.main(["info", "--model", str(checkpoint)]) == 0
+    out = capsys.readouterr().out
+    assert "native extension" in out and "layer 5" in out
+
+
+def _run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "cnnaural_ext", *args], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["--layer", "9"], "layer 9 is out of range"),
+    (["--features", "99"], "feature 99 is out of range"),
+    (["--features", "top:x"], "needs an integer K"),
+    (["--offset", "999"], "past the end"),
+    ("MISSING", "audio file not found"),
+    ("NOT_AUDIO", "cannot read audio"),
+    ("BAD_CKPT", "cannot read checkpoint"),
+    ("NO_CKPT", "checkpoint not found"),
+])
+def test_cli_user_errors(args, msg, checkpoint, track, tmp_path):
+    out = tmp_path / "out"
+    model, trk, extra = str(checkpoint), str(track), []
+    if args == "MISSING":
+        trk = str(tmp_path / "nope.ogg")
+    elif args == "NOT_AUDIO":
+        trk = str(tmp_path / "text.wav")
+        Path(trk).write_text("not audio")
+    elif args == "BAD_CKPT":
+        model = str(tmp_path / "bad.pt")
+        Path(model).write_bytes(b"\x00garbage")
+    elif args == "NO_CKPT":
+        model = str(tmp_path / "none.pt")
+    else:
+        extra = args
+    r = _run_cli("auralise", trk, "--model", model, "--out", str(out), *extra)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cnnaural: error:") and msg in lines[0], r.stderr
+    assert "Traceback" not in r.stderr
+    leftovers = [p for p in out.rglob("*") if p.is_file() and p.suffix in (".wav", ".png")] if out.exists() else []
+    assert not leftovers
+
+
+def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
+    from cnnaural_ext import audio
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(sf, "write", boom)
+    with pytest.raises(OSError):
+        audio.save_wav(tmp_path / "x.wav", torch.zeros(100), SR)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.audio
+def test_real_audio_end_to_end_with_the_shipped_model(tmp_path):
+    """The shipped model auralises a real orchestral track through the CLI."""
+    tracks = sorted(Path("/usr/share/games/wesnoth/1.16/data/core/music").glob("*.ogg"))
+    if not tracks:
+        pytest.skip("wesnoth-1.16-music is not installed (scripts/install_data.sh)")
+    if not PRETRAINED.is_file():
+        pytest.fail("the shipped model is missing")
+    out = tmp_path / "real"
+    rc = cli.main(["auralise", str(tracks[0]), "--layer", "1,5", "--features", "top:2", "--offset", "20",
+                   "--out", str(out)])
+    assert rc == 0
+    d = out / cli.track_name(tracks[0])
+    manifest = json.loads((d / "manifest.json").read_text())
+    assert len(manifest["items"]) == 4
+    orig, sr = sf.read(d / "original.wav")
+    assert sr == 11025 and orig.shape == (4 * 11025,)
+    for item in manifest["items"]:
+        a, _ = sf.read(d / item["wav"])
+        assert a.shape == orig.shape and np.isfinite(a).all() and np.abs(a).max() > 0.5
+        # an auralised feature is a filtered version of the original: correlated with it
+        assert abs(np.corrcoef(a, orig)[0, 1]) > 0.05 or item["layer"] > 1

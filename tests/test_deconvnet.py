@@ -1,0 +1,274 @@
+"""DeconvNet against an independent oracle: torch.autograd on the same model with only the
+rectifier's backward replaced by relu(grad_output) (Zeiler & Fergus's deconvnet rule)."""
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import cnnaural_ext as ca
+from cnnaural_ext.deconvnet import RECTIFIERS
+
+
+class _DeconvRelu(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, act):
+        return act(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return torch.relu(g), None
+
+
+class _PassBack(torch.autograd.Function):
+    """Forward through the module, identity going back (local response normalisation)."""
+
+    @staticmethod
+    def forward(ctx, x, mod):
+        return mod(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g, None
+
+
+class _WrapPassBack(nn.Module):
+    def __init__(self, mod):
+        super().__init__()
+        self.mod = mod
+
+    def forward(self, x):
+        return _PassBack.apply(x, self.mod)
+
+
+class _Wrap(nn.Module):
+    def __init__(self, act):
+        super().__init__()
+        self.act = act
+
+    def forward(self, x):
+        return _DeconvRelu.apply(x, self.act)
+
+
+def _oracle_model(model):
+    m = copy.deepcopy(model).eval()
+    for name, child in list(m.named_modules()):
+        for cname, c in list(child.named_children()):
+            if isinstance(c, RECTIFIERS):
+                setattr(child, cname, _Wrap(c))
+            elif isinstance(c, nn.LocalResponseNorm):
+                setattr(child, cname, _WrapPassBack(c))
+    return m
+
+
+def _truncate_sequential(model, n_steps):
+    """The first n_steps leaf modules of a nested Sequential."""
+    leaves = []
+
+    def walk(m):
+        for c in m.children():
+            if isinstance(c, nn.Sequential):
+                walk(c)
+            else:
+                leaves.append(c)
+    walk(model)
+    return nn.Sequential(*leaves[:n_steps])
+
+
+def oracle(model, x, layer, features, seed="map"):
+    dn = ca.DeconvNet(model)
+    end = dn._end_step(layer)
+    trunc = _truncate_sequential(_oracle_model(model), end + 1).double()
+    out = []
+    with torch.no_grad():
+        act = trunc(x.double())
+    for k in features:
+        xi = x.double().clone().requires_grad_(True)
+        y = trunc(xi)
+        g = torch.zeros_like(y)
+        if layer == "output":
+            g[0, k] = 1
+        elif seed == "map":
+            g[0, k] = act[0, k]
+        else:
+            flat = act[0, k].reshape(-1)
+            p = flat.argmax()
+            g[0, k].view(-1)[p] = flat[p]
+        y.backward(g)
+        out.append(xi.grad[0])
+    return torch.stack(out)
+
+
+def _random_bn(bn):
+    with torch.no_grad():
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-0.2, 0.2)
+    return bn
+
+
+def model_zoo():
+    torch.manual_seed(1)
+    zoo = {
+        "paper_cnn5_small": ca.models.paper_cnn5(n_classes=3, channels=[4, 5, 6, 5, 4], input_shape=(64, 48),
+                                                  dense=(16,)),
+        "paper_cnn4_12x12": ca.models.paper_cnn4_12x12(n_classes=4, channels=4, input_shape=(64, 48), dense=(8,)),
+        "batchnorm": ca.models.paper_cnn5(n_classes=2, channels=3, input_shape=(64, 48), batchnorm=True, dense=()),
+        "mixed": nn.Sequential(
+            nn.Conv2d(1, 4, 5, stride=2, padding=2), nn.LeakyReLU(0.1), nn.MaxPool2d(3, stride=2),  # overlapping
+            nn.Sequential(nn.Conv2d(4, 6, 3, padding=2, dilation=2), _random_bn(nn.BatchNorm2d(6)), nn.ELU(),
+                          nn.MaxPool2d(2, ceil_mode=True), nn.Dropout(0.3)),
+            nn.Conv2d(6, 5, (3, 2), stride=(2, 1)), nn.ReLU(), nn.LocalResponseNorm(2),
+            nn.MaxPool2d((2, 3), stride=(1, 2), padding=(1, 1)),
+            nn.Conv2d(5, 3, 1), nn.ReLU(),  # no pool after the last conv
+            nn.Flatten(), nn.Linear(36, 7), nn.ReLU(), nn.Linear(7, 3)),
+    }
+    for m in zoo.values():
+        for mod in m.modules():
+            if isinstance(mod, nn.BatchNorm2d):
+                _random_bn(mod)
+        m.eval()
+    return zoo
+
+
+ZOO = model_zoo()
+
+
+@pytest.mark.parametrize("name", list(ZOO))
+@pytest.mark.parametrize("seed", ["map", "max"])
+def test_deconvolution_equals_modified_backprop(name, seed):
+    model = ZOO[name]
+    x = torch.rand(1, 1, 64, 48)
+    dn = ca.DeconvNet(model)
+    for layer in range(1, dn.n_layers + 1):
+        C = dn.channels(layer)
+        feats = sorted({0, C - 1, C // 2})
+        model_d = copy.deepcopy(model).double()
+        got = ca.DeconvNet(model_d).deconvolve(x.double(), layer, feats, seed=seed)
+        want = oracle(model, x, layer, feats, seed)
+        assert got.shape == want.shape == (len(feats), 1, 64, 48)
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["paper_cnn5_small", "mixed"])
+def test_class_targets_through_linear_head(name):
+    model = copy.deepcopy(ZOO[name]).double()
+    x = torch.rand(1, 1, 64, 48, dtype=torch.float64)
+    dn = ca.DeconvNet(model)
+    n_cls = dn.channels("output")
+    got = dn.deconvolve(x, "output", "all")
+    want = oracle(model, x, "output", list(range(n_cls)))
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-10)
+
+
+class TracedNet(nn.Module):
+    """Not a Sequential: read through torch.fx."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 4, 3, padding=1)
+        self.p1 = nn.MaxPool2d(2)
+        self.c2 = nn.Conv2d(4, 5, 3, padding="same")
+        self.bn = nn.BatchNorm2d(5)
+        self.p2 = nn.MaxPool2d(2)
+        self.fc = nn.Linear(5 * 16 * 12, 2)
+
+    def forward(self, x):
+        x = self.p1(F.relu(self.c1(x)))
+        x = self.p2(torch.relu(self.bn(self.c2(x))))
+        return self.fc(torch.flatten(x, 1))
+
+
+def test_fx_traced_model_matches_equivalent_sequential():
+    net = TracedNet().eval()
+    _random_bn(net.bn)
+    seq = nn.Sequential(net.c1, nn.ReLU(), net.p1, net.c2, net.bn, nn.ReLU(), net.p2, nn.Flatten(), net.fc).eval()
+    x = torch.rand(1, 1, 64, 48)
+    for layer in (1, 2):
+        a = ca.DeconvNet(net).deconvolve(x, layer, "all")
+        b = oracle(seq, x, layer, list(range(seq[0 if layer == 1 else 3].out_channels))).float()
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_switches_recorded_once_and_shared():
+    model = ZOO["paper_cnn5_small"]
+    dn = ca.DeconvNet(model)
+    x = torch.rand(1, 1, 64, 48)
+    rec = dn.record(x, layer=3)
+    assert all(idx.shape[0] == 1 for idx in rec.indices.values())
+    a = dn.deconvolve(rec, 3, [0, 1])
+    b = dn.deconvolve(x, 3, [0, 1])
+    torch.testing.assert_close(a, b)
+
+
+def test_chunked_seeds_match_one_batch():
+    model = ZOO["paper_cnn5_small"]
+    x = torch.rand(1, 1, 64, 48)
+    full = ca.DeconvNet(model).deconvolve(x, 2, "all")
+    tiny = ca.DeconvNet(model, max_batch_bytes=1).deconvolve(x, 2, "all")
+    torch.testing.assert_close(full, tiny)
+
+
+def test_model_untouched_and_train_mode_kept():
+    model = copy.deepcopy(ZOO["batchnorm"]).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ca.DeconvNet(model).deconvolve(torch.rand(1, 1, 64, 48), 2, [0])
+    assert model.training
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_features_specs():
+    model = ZOO["paper_cnn5_small"]
+    dn = ca.DeconvNet(model)
+    x = torch.rand(1, 1, 64, 48)
+    rec = dn.record(x, 1)
+    act = dn.activation(rec, 1)[0]
+    _, feats = dn.seeds(rec, 1, "top:2")
+    means = act.mean(dim=(1, 2))
+    assert feats == torch.argsort(means, descending=True)[:2].tolist()
+    assert dn.seeds(rec, 1, "all")[1] == [0, 1, 2, 3]
+    assert dn.seeds(rec, 1, "1,3")[1] == [1, 3]
+    assert dn.seeds(rec, 1, 2)[1] == [2]
+
+
+@pytest.mark.parametrize("bad, msg", [
+    (dict(layer=0), "layer 0 is out of range"),
+    (dict(layer=6), "layer 6 is out of range"),
+    (dict(layer="x"), "layer must be an integer"),
+    (dict(layer=1, features=[4]), "feature 4 is out of range"),
+    (dict(layer=1, features="top:9"), "K must be in 1..4"),
+    (dict(layer=1, features="a,b"), "features must be a list"),
+    (dict(layer=1, seed="peak"), "seed must be"),
+])
+def test_bad_requests_give_clear_errors(bad, msg):
+    dn = ca.DeconvNet(ZOO["paper_cnn5_small"])
+    kw = dict(features=[0]) | bad
+    with pytest.raises(ca.CnnauralError, match=msg):
+        dn.deconvolve(torch.rand(1, 1, 64, 48), **kw)
+
+
+@pytest.mark.parametrize("model, msg", [
+    (nn.Sequential(nn.Conv2d(1, 2, 3), nn.Sigmoid()), r"'1' \(Sigmoid\)"),
+    (nn.Sequential(nn.Conv2d(1, 2, 3), nn.AvgPool2d(2)), "AvgPool2d"),
+    (nn.Sequential(nn.Conv2d(2, 4, 3, groups=2)), "grouped convolution"),
+    (nn.Sequential(nn.Linear(3, 3)), "no Conv2d"),
+])
+def test_unsupported_models_name_the_module(model, msg):
+    with pytest.raises(ca.CnnauralError, match=msg):
+        ca.DeconvNet(model)
+
+
+def test_skip_connection_is_refused():
+    class Res(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(1, 1, 3, padding=1)
+
+        def forward(self, x):
+            return x + self.c(x)
+
+    with pytest.raises(ca.CnnauralError, match="chain of layers"):
+        ca.DeconvNet(Res())
