@@ -8,6 +8,8 @@ Environment switches, read once and printed:
   CNNAURAL_SKIP_CUDA=1     build the CPU kernels only
   TORCH_CUDA_ARCH_LIST     CUDA architectures (default "8.0;9.0" when no GPU is visible)
   MAX_JOBS                 parallel compile jobs (default: the number of cores)
+  CNNAURAL_CPU_ARCH        -march for the CPU kernels (default "native": this machine's vector
+                           units; "none" for a portable build, e.g. a wheel for other machines)
 """
 import glob
 import os
@@ -32,10 +34,12 @@ def extensions():
     os.environ.setdefault("MAX_JOBS", str(os.cpu_count() or 1))
     print(f"[cnnaural_ext] torch {torch.__version__}, CUDA build: {with_cuda} "
           f"(torch CUDA {torch.version.cuda}, CUDA_HOME {cpp_extension.CUDA_HOME}, "
-          f"arch {os.environ.get('TORCH_CUDA_ARCH_LIST', '-')}), MAX_JOBS {os.environ['MAX_JOBS']}")
+          f"arch {os.environ.get('TORCH_CUDA_ARCH_LIST', '-')}), CPU arch {os.environ.get('CNNAURAL_CPU_ARCH', 'native')}, "
+          f"MAX_JOBS {os.environ['MAX_JOBS']}")
 
     macros = [("CNNAURAL_VERSION", f'"{VERSION}"')]
-    cxx = ["-O3", "-fopenmp", "-std=c++17"]
+    arch = os.environ.get("CNNAURAL_CPU_ARCH", "native")
+    cxx = ["-O3", "-fopenmp", "-std=c++17"] + ([f"-march={arch}"] if arch not in ("", "none") else [])
     if with_cuda:
         macros.append(("CNNAURAL_WITH_CUDA", None))
         ext = cpp_extension.CUDAExtension(

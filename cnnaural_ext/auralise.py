@@ -134,7 +134,7 @@ class Auraliser:
         gain = spec.to_linear(maps, kind=mode, mel_inverse=mel_inverse)
         n = x_wave.shape[0]
         istft_kw = dict(n_fft=spec.n_fft, hop_length=spec.hop_length, win_length=spec.win_length,
-                        window=spec.window.to(gain), center=spec.center, length=n)
+                        window=spec.window64.to(gain), center=spec.center, length=n)
         audio = ops.masked_istft(X, gain.contiguous(), mode=mode, **istft_kw)
         if phase == "griffinlim":
             mag = (X.abs() * gain).abs() if mode == "mask" else gain

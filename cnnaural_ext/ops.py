@@ -123,7 +123,9 @@ def unpool_conv_transpose2d(input: torch.Tensor, indices: torch.Tensor, weight: 
     Raises:
         CnnauralError: shapes that do not fit together, or a switch outside the (H, W) plane.
 
-    The native kernel lands with the CPU/CUDA kernel work; until then this runs the reference.
+    Runs the native kernel where one is built for the device (work proportional to the positive
+    unpooled values; output in channels-last memory format; autograd through
+    torch.library.register_autograd), otherwise the reference in reference.py.
     """
     op = "unpool_conv_transpose2d"
     if input.dim() != 4 or indices.dim() != 4 or weight.dim() != 4:
@@ -145,9 +147,61 @@ def unpool_conv_transpose2d(input: torch.Tensor, indices: torch.Tensor, weight: 
     stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
     output_padding, dilation = _pair(output_padding, "output_padding"), _pair(dilation, "dilation")
     check_indices(indices, unpool_size, op)
-    return reference.unpool_conv_transpose2d(input, indices, weight, bias, unpool_size=unpool_size,
-                                             stride=stride, padding=padding, output_padding=output_padding,
-                                             dilation=dilation, rectify=rectify)
+    args = dict(unpool_size=unpool_size, stride=stride, padding=padding, output_padding=output_padding,
+                dilation=dilation, rectify=rectify)
+    if _use_native(op, input.device, False):
+        return torch.ops.cnnaural.unpool_conv_transpose2d(input, indices, weight, bias, unpool_size, stride,
+                                                          padding, output_padding, dilation, rectify)
+    return reference.unpool_conv_transpose2d(input, indices, weight, bias, **args)
+
+
+def _unpool_conv_out_size(input, weight, unpool_size, stride, padding, output_padding, dilation):
+    return tuple((unpool_size[d] - 1) * stride[d] - 2 * padding[d] + dilation[d] * (weight.shape[2 + d] - 1)
+                 + output_padding[d] + 1 for d in range(2))
+
+
+if _C is not None and hasattr(torch.ops.cnnaural, "unpool_conv_transpose2d"):
+    @torch.library.register_fake("cnnaural::unpool_conv_transpose2d")
+    def _unpool_conv_fake(input, indices, weight, bias, unpool_size, stride, padding, output_padding, dilation,
+                          rectify):
+        oh, ow = _unpool_conv_out_size(input, weight, unpool_size, stride, padding, output_padding, dilation)
+        return torch.empty((input.shape[0], weight.shape[1], oh, ow), dtype=input.dtype, device=input.device,
+                           memory_format=torch.channels_last)
+
+    def _unpool_conv_setup(ctx, inputs, output):
+        input, indices, weight, bias, unpool_size, stride, padding, output_padding, dilation, rectify = inputs
+        ctx.save_for_backward(input, indices, weight)
+        ctx.params = (tuple(unpool_size), tuple(stride), tuple(padding), tuple(output_padding), tuple(dilation),
+                      rectify, bias is not None)
+
+    def _unpool_conv_backward(ctx, grad):
+        """Gradients w.r.t. input, weight and bias, composed from library ops: the forward conv
+        of grad gives the gradient at every unpooled position; the switches gather it back,
+        masked by the rectifier; the weight gradient is the convolution's own."""
+        input, indices, weight = ctx.saved_tensors
+        unpool_size, stride, padding, output_padding, dilation, rectify, has_bias = ctx.params
+        N, C, h, w = input.shape
+        grad = grad.contiguous()
+        up = reference.max_unpool2d_sum(input, indices, unpool_size)
+        r = torch.relu(up) if rectify else up
+        g_input = g_weight = g_bias = None
+        if ctx.needs_input_grad[0]:
+            g_up = torch.nn.functional.conv2d(grad, weight, None, stride, padding, dilation)
+            g_up = g_up[..., :unpool_size[0], :unpool_size[1]]
+            if rectify:
+                g_up = g_up * (up > 0)
+            idx = indices.reshape(indices.shape[0], C, h * w).expand(N, C, h * w)
+            g_input = g_up.reshape(N, C, -1).gather(2, idx).view(N, C, h, w)
+        if ctx.needs_input_grad[2]:
+            g_weight = torch.ops.aten.convolution_backward(
+                grad, r, weight, None, list(stride), list(padding), list(dilation), True, list(output_padding), 1,
+                [False, True, False])[1]
+        if has_bias and ctx.needs_input_grad[3]:
+            g_bias = grad.sum(dim=(0, 2, 3))
+        return g_input, None, g_weight, g_bias, None, None, None, None, None, None
+
+    torch.library.register_autograd("cnnaural::unpool_conv_transpose2d", _unpool_conv_backward,
+                                    setup_context=_unpool_conv_setup)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -174,6 +228,41 @@ def _default_window(win_length, dtype, device):
     return w
 
 
+def _check_masked_istft(stft, gain, n_fft, hop_length, win_length, window, length, mode):
+    """The native kernel's argument checks, for every path, as CnnauralErrors naming the op."""
+    def fail(msg):
+        raise CnnauralError(f"masked_istft: {msg}")
+
+    if mode not in ("mask", "magnitude"):
+        fail(f"mode must be 'mask' or 'magnitude' (got {mode!r})")
+    if not stft.is_complex():
+        fail(f"stft must be complex (torch.stft(..., return_complex=True)), got {stft.dtype}")
+    if stft.dim() not in (2, 3):
+        fail(f"stft must be (F, T) or (N, F, T), got shape {tuple(stft.shape)}")
+    if gain.dim() != 3 or not gain.is_floating_point():
+        fail(f"gain must be real (N, F, T), got {gain.dtype} of shape {tuple(gain.shape)}")
+    if stft.real.dtype != gain.dtype or window.dtype != gain.dtype:
+        fail(f"stft {stft.dtype}, gain {gain.dtype} and window {window.dtype} must share one precision")
+    if not (stft.device == gain.device == window.device):
+        fail(f"stft, gain and window must be on one device (got {stft.device}, {gain.device}, {window.device})")
+    if n_fft <= 0 or hop_length <= 0 or not 0 < win_length <= n_fft or hop_length > win_length:
+        fail(f"need 0 < hop_length <= win_length <= n_fft (got n_fft={n_fft}, hop_length={hop_length}, "
+             f"win_length={win_length})")
+    if window.shape != (win_length,):
+        fail(f"window must be 1-D of size win_length={win_length}, got shape {tuple(window.shape)}")
+    F_, T = stft.shape[-2:]
+    if F_ != n_fft // 2 + 1:
+        fail(f"stft has {F_} frequency bins; a one-sided STFT with n_fft={n_fft} has {n_fft // 2 + 1}")
+    if gain.shape[1:] != (F_, T):
+        fail(f"gain (N, F, T) must match stft's (F, T) = ({F_}, {T}), got {tuple(gain.shape)}")
+    if stft.dim() == 3 and stft.shape[0] not in (1, gain.shape[0]):
+        fail(f"stft batch must be 1 or gain's N={gain.shape[0]}, got {stft.shape[0]}")
+    if T == 0:
+        fail("stft has no frames")
+    if length is not None and length < 0:
+        fail(f"length must be non-negative, got {length}")
+
+
 def masked_istft(stft: torch.Tensor, gain: torch.Tensor, *, n_fft: int, hop_length: int | None = None,
                  win_length: int | None = None, window: torch.Tensor | None = None, center: bool = True,
                  length: int | None = None, mode: str = "mask") -> torch.Tensor:
@@ -196,14 +285,13 @@ def masked_istft(stft: torch.Tensor, gain: torch.Tensor, *, n_fft: int, hop_leng
 
     Autograd: when gain requires grad the reference path runs (it is differentiable).
     """
-    if mode not in ("mask", "magnitude"):
-        raise CnnauralError(f"masked_istft: mode must be 'mask' or 'magnitude' (got {mode!r})")
     if stft.dim() == 2 and gain.dim() == 2:
         gain = gain.unsqueeze(0)
     hop_length = n_fft // 4 if hop_length is None else int(hop_length)
     win_length = n_fft if win_length is None else int(win_length)
     if window is None:
         window = _default_window(win_length, gain.dtype, gain.device)
+    _check_masked_istft(stft, gain, n_fft, hop_length, win_length, window, length, mode)
     needs_grad = torch.is_grad_enabled() and (gain.requires_grad or stft.requires_grad or window.requires_grad)
     if _use_native("masked_istft", gain.device, needs_grad):
         return torch.ops.cnnaural.masked_istft(stft, gain, n_fft, hop_length, win_length, window, center,

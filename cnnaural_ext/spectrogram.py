@@ -42,7 +42,7 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float = 0.0
     f_max = sample_rate / 2 if f_max is None else f_max
     if not 0 <= f_min < f_max <= sample_rate / 2:
         raise CnnauralError(f"mel range must satisfy 0 <= f_min < f_max <= sample_rate/2 (got {f_min}, {f_max})")
-    fft_freqs = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64)
+    fft_freqs = torch.arange(n_fft // 2 + 1, dtype=torch.float64) * sample_rate / n_fft
     mel_pts = torch.linspace(float(hz_to_mel(f_min)), float(hz_to_mel(f_max)), n_mels + 2, dtype=torch.float64)
     hz_pts = mel_to_hz(mel_pts)
     fdiff = hz_pts[1:] - hz_pts[:-1]
@@ -89,7 +89,9 @@ class Spectrogram(torch.nn.Module):
         self.win_length, self.window_name, self.center = int(win_length), window, bool(center)
         self.scale, self.n_mels, self.f_min, self.f_max = scale, n_mels, float(f_min), f_max
         self.amin, self.ref = float(amin), float(ref)
-        self.register_buffer("window", torch.hann_window(self.win_length, periodic=True), persistent=False)
+        # kept in float64 and cast to the signal's dtype, so a float64 STFT is float64-accurate
+        self.register_buffer("window64", torch.hann_window(self.win_length, periodic=True, dtype=torch.float64),
+                             persistent=False)
         fb = mel_filterbank(self.sample_rate, self.n_fft, n_mels, f_min, f_max) if n_mels else torch.empty(0)
         self.register_buffer("mel_fb", fb, persistent=False)
 
@@ -102,6 +104,11 @@ class Spectrogram(torch.nn.Module):
                     amin=self.amin, ref=self.ref)
 
     @property
+    def window(self) -> torch.Tensor:
+        """The periodic Hann window (win_length,), float32."""
+        return self.window64.float()
+
+    @property
     def n_freqs(self) -> int:
         return self.n_fft // 2 + 1
 
@@ -111,8 +118,8 @@ class Spectrogram(torch.nn.Module):
         return self.n_mels or self.n_freqs
 
     def n_frames(self, n_samples: int) -> int:
-        if self.center:
-            return n_samples // self.hop_length + 1
+        if self.center:  # torch.stft pads n_fft // 2 on each side
+            return (n_samples + 2 * (self.n_fft // 2) - self.n_fft) // self.hop_length + 1
         return max(0, (n_samples - self.n_fft) // self.hop_length + 1)
 
     def extra_repr(self) -> str:
@@ -133,7 +140,7 @@ class Spectrogram(torch.nn.Module):
         if not x.is_floating_point():
             x = x.float()
         X = torch.stft(x, self.n_fft, self.hop_length, self.win_length,
-                       self.window.to(device=x.device, dtype=x.dtype), center=self.center,
+                       self.window64.to(device=x.device, dtype=x.dtype), center=self.center,
                        pad_mode="reflect", return_complex=True)
         return X.reshape(*batch, *X.shape[-2:])
 

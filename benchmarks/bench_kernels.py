@@ -1,0 +1,142 @@
+"""Native kernels against the pure-PyTorch reference, same run, same inputs.
+
+Shapes of the paper model: a 4-s clip at 11025 Hz, n_fft 512 -> 257 x 173 input, 64 channels,
+3x3 convs, 2x2 pools, N = 64 seeds sharing one track's switches (indices of batch 1).
+
+- unpool_conv_transpose2d through block 1 (64 -> 1 channel at 257 x 173) and block 2
+  (64 -> 64 at 128 x 86), with one-feature seeds (one channel active per seed) and dense seeds
+- masked_istft of 64 clips of 4 s
+- end to end: auralise all 64 features of layer 5 (and layer 1) of a 4-s clip and a 30-s track
+
+Reports the median time of each, the ratio reference / native, and the useful GFLOP/s of the
+fused op (2 * positive unpooled values * C_in * kH * kW per run) beside this machine's sgemm rate.
+
+    python benchmarks/bench_kernels.py [--quick] [--out DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine, timeit, write  # noqa: E402
+
+
+def sgemm_gflops(n=2048, repeats=5):
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    t = timeit(lambda: a @ b, repeats=repeats)
+    return 2 * n ** 3 / (t["median_ms"] * 1e-3) / 1e9
+
+
+def block_case(N, C_out, C_in, H, W, sparsity, seed=0):
+    """Seeds, switches (batch 1, from a real max-pool), weight of one 3x3 'same' block."""
+    g = torch.Generator().manual_seed(seed)
+    act = torch.relu(torch.randn(1, C_out, H, W, generator=g))
+    pooled, idx = F.max_pool2d(act, 2, return_indices=True)
+    x = torch.randn(N, C_out, *pooled.shape[-2:], generator=g)
+    if sparsity == "one-feature":
+        keep = torch.zeros(N, C_out, 1, 1)
+        keep[torch.arange(N), torch.arange(N) % C_out] = 1
+        x = x * keep
+    w = torch.randn(C_out, C_in, 3, 3, generator=g) * 0.1
+    return x, idx, w, (H, W)
+
+
+def fused_rows(N, repeats):
+    from cnnaural_ext import reference
+
+    rows = []
+    for name, C_in, H, W in [("block 1 (64 -> 1, 257 x 173)", 1, 257, 173), ("block 2 (64 -> 64, 128 x 86)", 64, 128, 86)]:
+        for sparsity in ("one-feature", "dense"):
+            x, idx, w, usize = block_case(N, 64, C_in, H, W, sparsity)
+            kw = dict(unpool_size=usize, stride=(1, 1), padding=(1, 1))
+
+            def ref():
+                return reference.unpool_conv_transpose2d(x, idx, w, None, **kw)
+
+            def nat():
+                return torch.ops.cnnaural.unpool_conv_transpose2d(x, idx, w, None, usize, (1, 1), (1, 1), (0, 0),
+                                                                  (1, 1), True)
+            torch.testing.assert_close(nat(), ref(), rtol=1e-4, atol=1e-4)
+            positive = int((reference.max_unpool2d_sum(x, idx, usize) > 0).sum())
+            flop = 2.0 * positive * C_in * 9
+            r, n = timeit(ref, repeats=repeats), timeit(nat, repeats=repeats)
+            case = f"unpool_conv {name}, {N} {sparsity} seeds"
+            rows.append({"case": case, "backend": "reference", **r, "useful_gflops": flop / r["median_ms"] / 1e6})
+            rows.append({"case": case, "backend": "native", **n, "useful_gflops": flop / n["median_ms"] / 1e6,
+                         "speedup": r["median_ms"] / n["median_ms"]})
+            print(rows[-2], rows[-1], sep="\n", flush=True)
+    return rows
+
+
+def istft_rows(N, seconds, repeats):
+    import cnnaural_ext as ca
+    from cnnaural_ext import reference
+
+    spec = ca.Spectrogram()
+    n = int(seconds * 11025)
+    X = spec.stft(torch.randn(n))
+    gain = torch.rand(N, *X.shape)
+    kw = dict(n_fft=512, hop_length=256, win_length=512, window=spec.window, center=True, length=n)
+    r = timeit(lambda: reference.masked_istft(X, gain, mode="mask", **kw), repeats=repeats)
+    nat = timeit(lambda: torch.ops.cnnaural.masked_istft(X, gain, 512, 256, 512, spec.window, True, n, "mask"),
+                 repeats=repeats)
+    case = f"masked_istft {N} x {seconds:g} s"
+    return [{"case": case, "backend": "reference", **r},
+            {"case": case, "backend": "native", **nat, "speedup": r["median_ms"] / nat["median_ms"]}]
+
+
+def end_to_end_rows(seconds_list, layers, channels, repeats):
+    import cnnaural_ext as ca
+
+    rows = []
+    spec = ca.Spectrogram()
+    torch.manual_seed(0)
+    for seconds in seconds_list:
+        n = int(seconds * 11025)
+        x = torch.randn(n) * 0.1
+        model = ca.models.paper_cnn5(channels=channels, input_shape=(spec.n_bins, spec.n_frames(n))).eval()
+        aur = ca.Auraliser(model, spec)
+        for layer in layers:
+            times = {}
+            for backend in ("reference", "auto"):
+                os.environ["CNNAURAL_BACKEND"] = backend
+                times[backend] = timeit(lambda: aur.auralise(x, layer=layer, features="all"), repeats=repeats)
+            del os.environ["CNNAURAL_BACKEND"]
+            case = f"auralise {seconds:g} s, layer {layer}, all {channels} features"
+            rows.append({"case": case, "backend": "reference", **times["reference"]})
+            rows.append({"case": case, "backend": "native", **times["auto"],
+                         "speedup": times["reference"]["median_ms"] / times["auto"]["median_ms"]})
+            print(rows[-2], rows[-1], sep="\n", flush=True)
+    return rows
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small sizes, to check the script runs")
+    ap.add_argument("--out", default=None, help="folder for JSON + markdown")
+    args = ap.parse_args(argv)
+    from cnnaural_ext import ops
+
+    if not ops.native_available():
+        print("the native extension is not built: pip install -e . --no-build-isolation")
+        return 1
+    meta = machine()
+    if args.quick:
+        rows = fused_rows(4, 2) + istft_rows(4, 1.0, 2) + end_to_end_rows([1.0], [5], 8, 1)
+    else:
+        meta["sgemm_gflops"] = round(sgemm_gflops(), 1)
+        rows = (fused_rows(64, 5) + istft_rows(64, 4.0, 10)
+                + end_to_end_rows([4.0], [1, 5], 64, 3) + end_to_end_rows([30.0], [1, 5], 64, 1))
+    write(args.out, "kernels", rows,
+          ["case", "backend", "median_ms", "min_ms", "max_ms", "useful_gflops", "speedup"], meta)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

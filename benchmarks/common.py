@@ -1,0 +1,58 @@
+"""Shared benchmark plumbing: timing (median of repeats after warm-up), machine facts, JSON +
+markdown output."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+
+def timeit(fn, repeats: int = 5, warmup: int = 1) -> dict:
+    """Median and spread of `repeats` wall-clock runs of fn() after `warmup` runs, in ms."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append((time.perf_counter() - t) * 1e3)
+    return {"median_ms": statistics.median(times), "min_ms": min(times), "max_ms": max(times), "repeats": repeats}
+
+
+def machine() -> dict:
+    from cnnaural_ext import ops
+
+    return {"date": time.strftime("%Y-%m-%d"), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+            "native": ops.build_info().get("native", False)}
+
+
+def write(out_dir, name: str, rows: list, columns: list, meta: dict) -> None:
+    """Print a markdown table and write <out_dir>/<name>.json and .md."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for r in rows:
+        lines.append("| " + " | ".join(_fmt(r.get(c, "")) for c in columns) + " |")
+    table = "\n".join(lines)
+    header = ", ".join(f"{k} {v}" for k, v in meta.items())
+    print(f"\n{header}\n\n{table}\n")
+    if out_dir:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{name}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+        (out / f"{name}.md").write_text(f"{header}\n\n{table}\n")
+
+
+def _fmt(v):
+    if isinstance(v, float):
+        return f"{v:.1f}" if abs(v) >= 10 else f"{v:.3g}"
+    return str(v)

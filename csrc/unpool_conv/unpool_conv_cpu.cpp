@@ -1,0 +1,169 @@
+// unpool_conv_transpose2d on the CPU: scatter form, work proportional to the positive unpooled
+// values. Each task owns one seed (and a block of output channels when there are fewer seeds
+// than threads), so no two threads write the same output: deterministic, no atomics. The output
+// is channels-last, so every tap is one contiguous multiply-add over the output channels.
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <vector>
+
+#include "../common/checks.h"
+#include "unpool_conv.h"
+#include "unpool_conv_math.h"
+
+namespace cnnaural {
+
+namespace {
+constexpr const char* kOp = "unpool_conv_transpose2d";
+constexpr int64_t kBandRows = 4;  // pooled rows per band of pass 2
+
+// dst[0:n] += a * src[0:n], one contiguous run of output channels (vectorised)
+template <typename scalar_t>
+inline void axpy(scalar_t* __restrict__ dst, const scalar_t* __restrict__ src, scalar_t a, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) dst[i] += a * src[i];
+}
+
+// Channel block per task: whole C_in when the seeds alone keep every thread busy.
+int64_t channel_block(int64_t n, int64_t c_in) {
+  const int64_t threads = at::get_num_threads();
+  if (n >= 2 * threads || c_in < 16) return c_in;
+  const int64_t blocks = std::min<int64_t>((c_in + 7) / 8, (2 * threads + n - 1) / n);
+  const int64_t blk = (c_in + blocks - 1) / blocks;
+  return (blk + 7) / 8 * 8;
+}
+}  // namespace
+
+at::Tensor unpool_conv_transpose2d_cpu(const at::Tensor& input, const at::Tensor& indices, const at::Tensor& weight,
+                                       const std::optional<at::Tensor>& bias, at::IntArrayRef unpool_size,
+                                       at::IntArrayRef stride, at::IntArrayRef padding,
+                                       at::IntArrayRef output_padding, at::IntArrayRef dilation, bool rectify) {
+  const UnpoolConvGeometry g =
+      check_unpool_conv(kOp, input, indices, weight, bias, unpool_size, stride, padding, output_padding, dilation);
+  CNNAURAL_CHECK(input.device().is_cpu(), kOp, "the CPU kernel got a tensor on ", input.device());
+  at::Tensor out = at::empty({g.n, g.c_in, g.oh, g.ow}, input.options().memory_format(at::MemoryFormat::ChannelsLast));
+  if (out.numel() == 0) return out;
+
+  const at::Tensor wt = weight.permute({0, 2, 3, 1}).contiguous();  // (C_out, kH, kW, C_in)
+  const at::Tensor b = bias.has_value() ? bias->contiguous() : at::Tensor();
+  const int64_t cblk = channel_block(g.n, g.c_in);
+  const int64_t n_cb = (g.c_in + cblk - 1) / cblk;
+  const int64_t plane = g.uh * g.uw, opix = g.oh * g.ow;
+  const int64_t in_sn = input.stride(0), in_sc = input.stride(1), in_sh = input.stride(2), in_sw = input.stride(3);
+  const int64_t ix_sn = g.broadcast_indices ? 0 : indices.stride(0), ix_sc = indices.stride(1),
+                ix_sh = indices.stride(2), ix_sw = indices.stride(3);
+  std::atomic<bool> bad_switch{false};
+
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "unpool_conv_transpose2d_cpu", [&] {
+    const scalar_t* ip = input.data_ptr<scalar_t>();
+    const int64_t* xp = indices.data_ptr<int64_t>();
+    const scalar_t* wp = wt.data_ptr<scalar_t>();
+    const scalar_t* bp = b.defined() ? b.data_ptr<scalar_t>() : nullptr;
+    scalar_t* op = out.data_ptr<scalar_t>();
+    const int64_t C = g.c_in, taps = g.kh * g.kw;
+    const double inv_uw = 1.0 / static_cast<double>(g.uw);
+
+    at::parallel_for(0, g.n * n_cb, 1, [&](int64_t begin, int64_t end) {
+      // Unpooled planes of this task's active channels, one slot each. Kept per thread across
+      // calls: every entry pass 1 sets, pass 2 clears, so the buffer is all zeros between tasks.
+      static thread_local std::vector<scalar_t> scratch;
+      std::vector<int64_t> active;
+      bool local_bad = false;
+      for (int64_t task = begin; task < end; ++task) {
+        const int64_t n = task / n_cb, c0 = (task % n_cb) * cblk, cl = std::min(cblk, C - c0);
+        scalar_t* o = op + n * opix * C;
+        if (cl == C && bp == nullptr) {
+          std::memset(o, 0, sizeof(scalar_t) * opix * C);
+        } else {
+          for (int64_t q = 0; q < opix; ++q) {
+            for (int64_t ci = 0; ci < cl; ++ci) o[q * C + c0 + ci] = bp ? bp[c0 + ci] : scalar_t(0);
+          }
+        }
+        // channels with something to contribute (one-feature seeds: one of them) cost one read
+        active.clear();
+        for (int64_t co = 0; co < g.c_out; ++co) {
+          const scalar_t* in_c = ip + n * in_sn + co * in_sc;
+          bool any = false;
+          for (int64_t i = 0; i < g.h && !any; ++i) {
+            for (int64_t j = 0; j < g.w; ++j) {
+              const scalar_t v = in_c[i * in_sh + j * in_sw];
+              if (rectify ? v > scalar_t(0) : v != scalar_t(0)) {
+                any = true;
+                break;
+              }
+            }
+          }
+          if (any) active.push_back(co);
+        }
+        if (active.empty()) continue;
+        const int64_t n_act = static_cast<int64_t>(active.size());
+        if (scratch.size() < static_cast<size_t>(n_act * plane)) scratch.resize(n_act * plane, scalar_t(0));
+        // pass 1: unpool every active channel into its own plane, summing repeated switches
+        // (overlapping pools) before the rectifier, as autograd sums them
+        for (int64_t a = 0; a < n_act; ++a) {
+          const scalar_t* in_c = ip + n * in_sn + active[a] * in_sc;
+          const int64_t* ix_c = xp + n * ix_sn + active[a] * ix_sc;
+          scalar_t* sc = scratch.data() + a * plane;
+          for (int64_t i = 0; i < g.h; ++i) {
+            for (int64_t j = 0; j < g.w; ++j) {
+              const scalar_t v = in_c[i * in_sh + j * in_sw];
+              if (v == scalar_t(0)) continue;
+              const int64_t p = ix_c[i * ix_sh + j * ix_sw];
+              if (!switch_valid(p, plane)) {
+                local_bad = true;
+                continue;
+              }
+              sc[p] += v;
+            }
+          }
+        }
+        // pass 2, in bands of pooled rows with every channel inside a band, so the output rows a
+        // band writes stay in cache: each distinct switch once, rectified, through the taps.
+        // The order of contributions to an output element does not depend on the task split.
+        for (int64_t i0 = 0; i0 < g.h; i0 += kBandRows) {
+          const int64_t i1 = std::min(g.h, i0 + kBandRows);
+          for (int64_t a = 0; a < n_act; ++a) {
+            const int64_t co = active[a];
+            const scalar_t* in_c = ip + n * in_sn + co * in_sc;
+            const int64_t* ix_c = xp + n * ix_sn + co * ix_sc;
+            scalar_t* sc = scratch.data() + a * plane;
+            const scalar_t* w_c = wp + co * taps * C + c0;
+            for (int64_t i = i0; i < i1; ++i) {
+              for (int64_t j = 0; j < g.w; ++j) {
+                if (in_c[i * in_sh + j * in_sw] == scalar_t(0)) continue;
+                const int64_t p = ix_c[i * ix_sh + j * ix_sw];
+                if (!switch_valid(p, plane)) continue;
+                const scalar_t u = sc[p];
+                sc[p] = scalar_t(0);
+                if (u == scalar_t(0) || (rectify && u < scalar_t(0))) continue;
+                int64_t y, x;
+                row_col(p, g.uw, inv_uw, &y, &x);
+                int64_t ky0, ky1, kx0, kx1;
+                tap_range(y, g.kh, g.sh, g.ph, g.dh, g.oh, &ky0, &ky1);
+                tap_range(x, g.kw, g.sw, g.pw, g.dw, g.ow, &kx0, &kx1);
+                for (int64_t ky = ky0; ky < ky1; ++ky) {
+                  scalar_t* orow = o + tap_target(y, ky, g.sh, g.ph, g.dh) * g.ow * C + c0;
+                  for (int64_t kx = kx0; kx < kx1; ++kx) {
+                    axpy(orow + tap_target(x, kx, g.sw, g.pw, g.dw) * C, w_c + (ky * g.kw + kx) * C, u, cl);
+                  }
+                }
+              }
+            }
+          }
+        }
+      }
+      if (local_bad) bad_switch.store(true, std::memory_order_relaxed);
+    });
+  });
+  CNNAURAL_CHECK(!bad_switch.load(), kOp, "indices must lie in [0, H*W) = [0, ", plane, ") for unpool_size (",
+                 g.uh, ", ", g.uw, "); pass the indices returned by F.max_pool2d(..., return_indices=True)");
+  return out;
+}
+
+TORCH_LIBRARY_IMPL(cnnaural, CPU, m) { m.impl("unpool_conv_transpose2d", &unpool_conv_transpose2d_cpu); }
+
+}  // namespace cnnaural

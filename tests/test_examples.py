@@ -1,0 +1,43 @@
+"""The example programs in python/ run on small inputs, so they never rot."""
+import runpy
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def track(tmp_path):
+    sr = 22050
+    t = np.arange(int(1.5 * sr)) / sr
+    x = 0.3 * np.sin(2 * np.pi * 330 * t) * (np.sin(2 * np.pi * 3 * t) > 0) + 0.01 * np.random.randn(t.size)
+    path = tmp_path / "clip.wav"
+    sf.write(path, x, sr)
+    return path
+
+
+@pytest.mark.parametrize("script, extra", [
+    ("auralise_own_model.py", ["--features", "top:2", "--duration", "1.5"]),
+    ("listen_while_training.py", ["--steps", "2", "--every", "2"]),
+])
+def test_example_runs(script, extra, track, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    monkeypatch.setattr(sys, "argv", [script, str(track), "--out", str(out), *extra])
+    with pytest.raises(SystemExit) as e:
+        runpy.run_path(str(ROOT / "python" / script), run_name="__main__")
+    assert e.value.code == 0
+    assert list(out.glob("*.wav"))
+
+
+def test_benchmark_script_runs(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        mod = runpy.run_path(str(ROOT / "benchmarks" / "bench_reference.py"))
+        assert mod["main"](["--quick", "--out", str(tmp_path)]) == 0
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    assert (tmp_path / "reference.json").is_file() and (tmp_path / "reference.md").is_file()

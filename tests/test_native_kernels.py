@@ -1,0 +1,138 @@
+"""Native kernels against their pure-PyTorch twins, property-based: random geometry, sparsity,
+broadcast and full switches, strides, dtypes; bad switches caught in the kernel itself; opcheck."""
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cnnaural_ext import ops, reference
+
+pytestmark = pytest.mark.skipif(not ops.native_available(), reason="native extension not built")
+
+
+def pooled_case(draw_or_rng, N, C_out, C_in, H, W, pool_k, pool_s, k, stride, padding, dilation, dtype,
+                broadcast, sparsity, device="cpu"):
+    """Switches from a real max-pool of a random activation; seeds with some channels and values zero."""
+    g = torch.Generator().manual_seed(draw_or_rng)
+    act = torch.randn(1 if broadcast else N, C_out, H, W, generator=g, dtype=dtype)
+    _, idx = F.max_pool2d(act, pool_k, pool_s, return_indices=True)
+    h, w = idx.shape[-2:]
+    x = torch.randn(N, C_out, h, w, generator=g, dtype=dtype)
+    if sparsity == "one-feature":
+        keep = torch.zeros(N, C_out, 1, 1, dtype=dtype)
+        keep[torch.arange(N), torch.randint(C_out, (N,), generator=g)] = 1
+        x = x * keep
+    elif sparsity == "half":
+        x = x * (torch.rand(x.shape, generator=g) > 0.5)
+    weight = torch.randn(C_out, C_in, k[0], k[1], generator=g, dtype=dtype)
+    return x.to(device), idx.to(device), weight.to(device), (H, W)
+
+
+@settings(max_examples=60, deadline=None)
+@given(N=st.integers(1, 5), C_out=st.integers(1, 6), C_in=st.integers(1, 20), H=st.integers(2, 13),
+       W=st.integers(2, 13), pool=st.sampled_from([(2, 2), (3, 2), (2, 1), (3, 3), (1, 1)]),
+       kh=st.integers(1, 5), kw=st.integers(1, 5), stride=st.sampled_from([(1, 1), (2, 2), (1, 2), (3, 1)]),
+       padding=st.sampled_from([(0, 0), (1, 1), (2, 0)]), dilation=st.sampled_from([(1, 1), (2, 1), (2, 3)]),
+       dtype=st.sampled_from([torch.float32, torch.float64]), broadcast=st.booleans(),
+       sparsity=st.sampled_from(["dense", "half", "one-feature"]), rectify=st.booleans(),
+       bias=st.booleans(), seed=st.integers(0, 2**16))
+def test_native_equals_reference(N, C_out, C_in, H, W, pool, kh, kw, stride, padding, dilation, dtype, broadcast,
+                                 sparsity, rectify, bias, seed):
+    if pool[0] > min(H, W):
+        return
+    x, idx, weight, usize = pooled_case(seed, N, C_out, C_in, H, W, pool[0], pool[1], (kh, kw), stride, padding,
+                                        dilation, dtype, broadcast, sparsity)
+    b = torch.randn(C_in, dtype=dtype) if bias else None
+    # the largest output_padding allowed, to exercise it too
+    op = tuple(max(0, min(stride[d], dilation[d]) - 1) if max(stride[d], dilation[d]) > 1 else 0 for d in range(2))
+    for d in range(2):
+        if (usize[d] - 1) * stride[d] - 2 * padding[d] + dilation[d] * ((kh, kw)[d] - 1) + op[d] + 1 <= 0:
+            return
+    got = torch.ops.cnnaural.unpool_conv_transpose2d(x, idx, weight, b, usize, stride, padding, op, dilation, rectify)
+    want = reference.unpool_conv_transpose2d(x, idx, weight, b, unpool_size=usize, stride=stride, padding=padding,
+                                             output_padding=op, dilation=dilation, rectify=rectify)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got, want, **tol)
+
+
+def test_non_contiguous_inputs_and_channels_last():
+    x, idx, weight, usize = pooled_case(3, 4, 6, 8, 12, 10, 2, 2, (3, 3), (1, 1), (1, 1), (1, 1), torch.float64,
+                                        False, "half")
+    want = reference.unpool_conv_transpose2d(x, idx, weight, unpool_size=usize, padding=(1, 1))
+    xs = x.transpose(2, 3).contiguous().transpose(2, 3)  # same values, other strides
+    idxs = idx.contiguous(memory_format=torch.channels_last)
+    ws = weight.transpose(0, 1).contiguous().transpose(0, 1)
+    got = torch.ops.cnnaural.unpool_conv_transpose2d(xs, idxs, ws, None, usize, (1, 1), (1, 1), (0, 0), (1, 1), True)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    assert got.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_results_are_deterministic_across_threads():
+    x, idx, weight, usize = pooled_case(5, 3, 8, 32, 20, 20, 3, 2, (3, 3), (1, 1), (1, 1), (1, 1), torch.float32,
+                                        True, "dense")
+    args = (x, idx, weight, None, usize, (1, 1), (1, 1), (0, 0), (1, 1), True)
+    n = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = torch.ops.cnnaural.unpool_conv_transpose2d(*args)
+    finally:
+        torch.set_num_threads(n)
+    many = torch.ops.cnnaural.unpool_conv_transpose2d(*args)
+    assert torch.equal(one, many)
+
+
+@settings(max_examples=40, deadline=None)
+@given(bad=st.one_of(st.integers(-2**40, -1), st.integers(64, 2**40)), pos=st.integers(0, 2 * 3 * 4 * 4 - 1))
+def test_kernel_rejects_bad_switches(bad, pos):
+    """The kernel's own check (the Python wrapper checks first; this is the safety net)."""
+    x = torch.rand(2, 3, 4, 4) + 0.1
+    idx = torch.randint(0, 64, (2, 3, 4, 4))
+    idx.view(-1)[pos] = bad
+    with pytest.raises(RuntimeError, match="unpool_conv_transpose2d: indices must lie in"):
+        torch.ops.cnnaural.unpool_conv_transpose2d(x, idx, torch.rand(3, 2, 3, 3), None, (8, 8), (1, 1), (1, 1),
+                                                   (0, 0), (1, 1), True)
+
+
+def test_empty_inputs():
+    out = torch.ops.cnnaural.unpool_conv_transpose2d(torch.rand(0, 3, 4, 4), torch.zeros(1, 3, 4, 4, dtype=torch.long),
+                                                     torch.rand(3, 2, 3, 3), None, (8, 8), (1, 1), (1, 1), (0, 0),
+                                                     (1, 1), True)
+    assert out.shape == (0, 2, 8, 8)
+
+
+def test_routing_follows_the_backend_switch(monkeypatch):
+    calls = []
+    original = reference.unpool_conv_transpose2d
+    monkeypatch.setattr(reference, "unpool_conv_transpose2d", lambda *a, **k: calls.append(1) or original(*a, **k))
+    x, idx, weight, usize = pooled_case(1, 2, 3, 4, 8, 8, 2, 2, (3, 3), (1, 1), (1, 1), (1, 1), torch.float32,
+                                        True, "dense")
+    ops.unpool_conv_transpose2d(x, idx, weight, unpool_size=usize, padding=1)
+    assert calls == [] and ops.active_backend("unpool_conv_transpose2d") == "native"
+    monkeypatch.setenv("CNNAURAL_BACKEND", "reference")
+    ops.unpool_conv_transpose2d(x, idx, weight, unpool_size=usize, padding=1)
+    assert calls == [1] and ops.active_backend("unpool_conv_transpose2d") == "reference"
+
+
+@pytest.mark.parametrize("broadcast", [True, False])
+def test_opcheck(broadcast):
+    x, idx, weight, usize = pooled_case(2, 3, 4, 5, 8, 6, 2, 2, (3, 3), (1, 1), (1, 1), (1, 1), torch.float64,
+                                        broadcast, "half")
+    x.requires_grad_(True)
+    weight.requires_grad_(True)
+    args = (x, idx, weight, torch.rand(5, dtype=torch.float64, requires_grad=True), list(usize), [1, 1], [1, 1],
+            [0, 0], [1, 1], True)
+    torch.library.opcheck(torch.ops.cnnaural.unpool_conv_transpose2d, args)
+
+
+def test_gradcheck_native_backward():
+    x, idx, weight, usize = pooled_case(4, 2, 3, 2, 6, 6, 3, 2, (3, 3), (2, 2), (1, 1), (1, 1), torch.float64,
+                                        True, "dense")
+    x.requires_grad_(True)
+    weight.requires_grad_(True)
+    bias = torch.rand(2, dtype=torch.float64, requires_grad=True)
+
+    def f(x, w, b):
+        return torch.ops.cnnaural.unpool_conv_transpose2d(x, idx, w, b, usize, (2, 2), (1, 1), (1, 1), (1, 1), True)
+
+    assert torch.autograd.gradcheck(f, (x, weight, bias))
