@@ -20,7 +20,7 @@ from torch import nn
 
 from . import ops
 from .errors import CnnauralError
-from .reference import max_unpool2d_sum
+from .reference import densify, max_unpool2d_sum
 
 RECTIFIERS = (nn.ReLU, nn.LeakyReLU, nn.ELU)
 IDENTITIES = (nn.Dropout, nn.Dropout2d, nn.Identity)  # identity both ways (dropout in eval mode)
@@ -305,46 +305,61 @@ class DeconvNet:
         return rec.outputs[end]
 
     # -- backward --------------------------------------------------------------------------------------
-    def seeds(self, rec: Recording, layer, features, seed: str = "map"):
-        """Build the seeds (K, *activation shape[1:]) for `features` of `layer` and return (seeds, features).
+    def seeds(self, rec: Recording, layer, features, seed: str = "map", compact: bool = False):
+        """Build the seeds for `features` of `layer` and return (seeds, features, channels).
 
         seed: "map" keeps channel k's whole activation map (the original code), "max" only its
         strongest position (Zeiler & Fergus). For layer "output", seeds are one-hot class scores.
+        compact: for conv layers, return the seeds as (K, 1, h, w) with channels (K,) naming
+        each row's channel (every other channel is zero); otherwise (K, C, h, w) and None.
         """
         if seed not in ("map", "max"):
             raise CnnauralError(f"seed must be 'map' or 'max' (got {seed!r})")
         act = self.activation(rec, layer)[0]
         feats = parse_features(features, act.shape[0], act, "output" if layer == "output" else f"layer {layer}")
         K = len(feats)
-        s = act.new_zeros((K,) + tuple(act.shape))
         rows = torch.arange(K, device=act.device)
         fidx = torch.tensor(feats, device=act.device)
         if layer == "output":
+            s = act.new_zeros((K,) + tuple(act.shape))
             s[rows, fidx] = 1.0
-        elif seed == "map":
-            s[rows, fidx] = act[fidx]
-        else:
-            flat = act[fidx].reshape(K, -1)
+            return s, feats, None
+        maps = act[fidx]  # (K, h, w)
+        if seed == "max":
+            flat = maps.reshape(K, -1)
             pos = flat.argmax(dim=1)
-            s.view(K, act.shape[0], -1)[rows, fidx, pos] = flat[rows, pos]
-        return s, feats
+            peak = torch.zeros_like(flat)
+            peak[rows, pos] = flat[rows, pos]
+            maps = peak.view_as(maps)
+        if compact:
+            return maps[:, None].contiguous(), feats, fidx
+        s = act.new_zeros((K,) + tuple(act.shape))
+        s[rows, fidx] = maps
+        return s, feats, None
 
     def _chunk_size(self, rec: Recording, end: int, elem_bytes: int) -> int:
         per_seed = max(int(torch.tensor(s[1:]).prod()) for s in rec.in_shapes[:end + 1]) * elem_bytes * 2
         return max(1, self.max_batch_bytes // max(per_seed, 1))
 
     @torch.no_grad()
-    def backward(self, rec: Recording, g: torch.Tensor, from_step: int) -> torch.Tensor:
-        """Take seeds g (K, ...) at the output of step `from_step` back to the input: (K, C_in, F', T)."""
+    def backward(self, rec: Recording, g: torch.Tensor, from_step: int, channels: torch.Tensor | None = None):
+        """Take seeds g (K, ...) at the output of step `from_step` back to the input: (K, C_in, F', T).
+
+        channels: g is compact (K, 1, h, w), row k being channel channels[k] (see `seeds`).
+        """
         steps, i = self.steps, from_step
         while i >= 0:
             st = steps[i]
             m = st.module
+            fused = self._fusable(i) if st.kind == "pool" else None
+            if channels is not None and fused is None and st.kind not in ("identity", "passback"):
+                g = densify(g, channels, rec.outputs[from_step].shape[1])
+                channels = None
             if st.kind == "pool":
-                fused = self._fusable(i)
                 if fused is not None:
                     conv_i, bn_i = fused
-                    g = self._unpool_conv(rec, g, i, conv_i, bn_i)
+                    g = self._unpool_conv(rec, g, i, conv_i, bn_i, channels)
+                    channels = None
                     i = conv_i - 1
                     continue
                 g = max_unpool2d_sum(g, rec.indices[i], rec.in_shapes[i][-2:])
@@ -378,7 +393,7 @@ class DeconvNet:
             return j, bn_i
         return None
 
-    def _unpool_conv(self, rec, g, pool_i, conv_i, bn_i):
+    def _unpool_conv(self, rec, g, pool_i, conv_i, bn_i, channels=None):
         conv = self.steps[conv_i].module
         w = conv.weight.to(g)
         if bn_i is not None:
@@ -387,7 +402,8 @@ class DeconvNet:
         unpool_size = rec.in_shapes[pool_i][-2:]
         out_pad = _output_padding(rec.in_shapes[conv_i][-2:], unpool_size, conv.kernel_size, stride, padding, dilation)
         return ops.unpool_conv_transpose2d(g, rec.indices[pool_i], w, None, unpool_size=unpool_size, stride=stride,
-                                           padding=padding, output_padding=out_pad, dilation=dilation)
+                                           padding=padding, output_padding=out_pad, dilation=dilation,
+                                           channels=channels)
 
     def deconvolve(self, x, layer, features="all", seed: str = "map", return_features: bool = False):
         """Deconvolve features of `layer` back to the input space.
@@ -404,8 +420,10 @@ class DeconvNet:
             one recording's switches (broadcast, never copied per seed).
         """
         rec = x if isinstance(x, Recording) else self.record(x, layer)
-        s, feats = self.seeds(rec, layer, features, seed)
+        s, feats, channels = self.seeds(rec, layer, features, seed, compact=layer != "output")
         end = self._end_step(layer)
         chunk = self._chunk_size(rec, end, s.element_size())
-        out = torch.cat([self.backward(rec, part, end) for part in torch.split(s, chunk)], dim=0)
+        parts = [self.backward(rec, s[k:k + chunk], end, None if channels is None else channels[k:k + chunk])
+                 for k in range(0, s.shape[0], chunk)]
+        out = torch.cat(parts, dim=0).contiguous()
         return (out, feats) if return_features else out

@@ -99,7 +99,8 @@ def check_indices(indices: torch.Tensor, unpool_size, op: str = "unpool_conv_tra
 
 def unpool_conv_transpose2d(input: torch.Tensor, indices: torch.Tensor, weight: torch.Tensor,
                             bias: torch.Tensor | None = None, *, unpool_size, stride=1, padding=0,
-                            output_padding=0, dilation=1, rectify: bool = True) -> torch.Tensor:
+                            output_padding=0, dilation=1, rectify: bool = True,
+                            channels: torch.Tensor | None = None) -> torch.Tensor:
     """Fused deconvnet step: max-unpool with switches -> ReLU -> transposed convolution.
 
     Equals `F.conv_transpose2d(relu(max_unpool2d(input, indices, output_size=unpool_size)),
@@ -115,6 +116,9 @@ def unpool_conv_transpose2d(input: torch.Tensor, indices: torch.Tensor, weight: 
         unpool_size: (H, W) of the unpooled plane (the forward conv's output size).
         stride, padding, output_padding, dilation: of the forward Conv2d (int or pair).
         rectify: apply the ReLU between unpooling and the transposed convolution.
+        channels (Tensor, optional): (N,) int64 — one-feature seeds stored compactly: input is
+            then (N, 1, h, w) and row n is the pooled map of channel channels[n] (every other
+            channel zero). The kernel then reads one map per seed instead of C_out.
 
     Returns:
         (N, C_in, H_in, W_in) with H_in = (H - 1) * stride - 2 * padding + dilation * (kH - 1)
@@ -135,8 +139,19 @@ def unpool_conv_transpose2d(input: torch.Tensor, indices: torch.Tensor, weight: 
         raise CnnauralError(f"{op}: indices must be int64 (got {indices.dtype})")
     if not input.is_floating_point() or weight.dtype != input.dtype:
         raise CnnauralError(f"{op}: input and weight must share a floating dtype (got {input.dtype}, {weight.dtype})")
-    N, C, h, w = input.shape
-    if indices.shape[1:] != input.shape[1:] or indices.shape[0] not in (1, N):
+    N, C, h, w = input.shape[0], indices.shape[1], input.shape[2], input.shape[3]
+    if channels is not None:
+        if input.shape[1] != 1:
+            raise CnnauralError(f"{op}: with channels, input must be (N, 1, h, w), got {tuple(input.shape)}")
+        if channels.shape != (N,) or channels.dtype != torch.int64:
+            raise CnnauralError(f"{op}: channels must be int64 of shape ({N},), got {channels.dtype} "
+                                f"{tuple(channels.shape)}")
+        if N and (int(channels.min()) < 0 or int(channels.max()) >= C):
+            raise CnnauralError(f"{op}: channels must lie in [0, {C})")
+    elif input.shape[1] != C:
+        raise CnnauralError(f"{op}: indices {tuple(indices.shape)} must be (N or 1, C, h, w) with the "
+                            f"C={input.shape[1]} channels of input {tuple(input.shape)}")
+    if indices.shape[2:] != input.shape[2:] or indices.shape[0] not in (1, N):
         raise CnnauralError(f"{op}: indices {tuple(indices.shape)} must be (N or 1, C, h, w) "
                             f"matching input {tuple(input.shape)}")
     if weight.shape[0] != C:
@@ -148,10 +163,10 @@ def unpool_conv_transpose2d(input: torch.Tensor, indices: torch.Tensor, weight: 
     output_padding, dilation = _pair(output_padding, "output_padding"), _pair(dilation, "dilation")
     check_indices(indices, unpool_size, op)
     args = dict(unpool_size=unpool_size, stride=stride, padding=padding, output_padding=output_padding,
-                dilation=dilation, rectify=rectify)
+                dilation=dilation, rectify=rectify, channels=channels)
     if _use_native(op, input.device, False):
         return torch.ops.cnnaural.unpool_conv_transpose2d(input, indices, weight, bias, unpool_size, stride,
-                                                          padding, output_padding, dilation, rectify)
+                                                          padding, output_padding, dilation, rectify, channels)
     return reference.unpool_conv_transpose2d(input, indices, weight, bias, **args)
 
 
@@ -163,14 +178,14 @@ def _unpool_conv_out_size(input, weight, unpool_size, stride, padding, output_pa
 if _C is not None and hasattr(torch.ops.cnnaural, "unpool_conv_transpose2d"):
     @torch.library.register_fake("cnnaural::unpool_conv_transpose2d")
     def _unpool_conv_fake(input, indices, weight, bias, unpool_size, stride, padding, output_padding, dilation,
-                          rectify):
+                          rectify, channels=None):
         oh, ow = _unpool_conv_out_size(input, weight, unpool_size, stride, padding, output_padding, dilation)
         return torch.empty((input.shape[0], weight.shape[1], oh, ow), dtype=input.dtype, device=input.device,
                            memory_format=torch.channels_last)
 
     def _unpool_conv_setup(ctx, inputs, output):
-        input, indices, weight, bias, unpool_size, stride, padding, output_padding, dilation, rectify = inputs
-        ctx.save_for_backward(input, indices, weight)
+        input, indices, weight, bias, unpool_size, stride, padding, output_padding, dilation, rectify, channels = inputs
+        ctx.save_for_backward(input, indices, weight, channels)
         ctx.params = (tuple(unpool_size), tuple(stride), tuple(padding), tuple(output_padding), tuple(dilation),
                       rectify, bias is not None)
 
@@ -178,8 +193,10 @@ if _C is not None and hasattr(torch.ops.cnnaural, "unpool_conv_transpose2d"):
         """Gradients w.r.t. input, weight and bias, composed from library ops: the forward conv
         of grad gives the gradient at every unpooled position; the switches gather it back,
         masked by the rectifier; the weight gradient is the convolution's own."""
-        input, indices, weight = ctx.saved_tensors
+        input, indices, weight, channels = ctx.saved_tensors
         unpool_size, stride, padding, output_padding, dilation, rectify, has_bias = ctx.params
+        if channels is not None:
+            input = reference.densify(input, channels, indices.shape[1])
         N, C, h, w = input.shape
         grad = grad.contiguous()
         up = reference.max_unpool2d_sum(input, indices, unpool_size)
@@ -192,13 +209,15 @@ if _C is not None and hasattr(torch.ops.cnnaural, "unpool_conv_transpose2d"):
                 g_up = g_up * (up > 0)
             idx = indices.reshape(indices.shape[0], C, h * w).expand(N, C, h * w)
             g_input = g_up.reshape(N, C, -1).gather(2, idx).view(N, C, h, w)
+            if channels is not None:
+                g_input = g_input[torch.arange(N, device=g_input.device), channels][:, None]
         if ctx.needs_input_grad[2]:
             g_weight = torch.ops.aten.convolution_backward(
                 grad, r, weight, None, list(stride), list(padding), list(dilation), True, list(output_padding), 1,
                 [False, True, False])[1]
         if has_bias and ctx.needs_input_grad[3]:
             g_bias = grad.sum(dim=(0, 2, 3))
-        return g_input, None, g_weight, g_bias, None, None, None, None, None, None
+        return g_input, None, g_weight, g_bias, None, None, None, None, None, None, None
 
     torch.library.register_autograd("cnnaural::unpool_conv_transpose2d", _unpool_conv_backward,
                                     setup_context=_unpool_conv_setup)

@@ -30,9 +30,20 @@ def max_unpool2d_sum(input: torch.Tensor, indices: torch.Tensor, unpool_size) ->
     return out.view(N, C, H, W)
 
 
+def densify(input: torch.Tensor, channels: torch.Tensor, n_channels: int) -> torch.Tensor:
+    """Compact one-feature seeds (N, 1, h, w) + channels (N,) -> (N, n_channels, h, w), zeros elsewhere."""
+    dense = input.new_zeros(input.shape[0], n_channels, *input.shape[2:])
+    dense[torch.arange(input.shape[0], device=input.device), channels] = input[:, 0]
+    return dense
+
+
 def unpool_conv_transpose2d(input, indices, weight, bias=None, *, unpool_size, stride=1, padding=0,
-                            output_padding=0, dilation=1, rectify=True):
-    """`conv_transpose2d(relu(max_unpool2d(input, indices)), weight, bias, ...)`, repeats summed."""
+                            output_padding=0, dilation=1, rectify=True, channels=None):
+    """`conv_transpose2d(relu(max_unpool2d(input, indices)), weight, bias, ...)`, repeats summed.
+
+    With `channels`, input (N, 1, h, w) is row n's map of channel channels[n] only."""
+    if channels is not None:
+        input = densify(input, channels, indices.shape[1])
     up = max_unpool2d_sum(input, indices, unpool_size)
     if rectify:
         up = torch.relu(up)

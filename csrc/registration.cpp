@@ -9,5 +9,6 @@ TORCH_LIBRARY(cnnaural, m) {
       "Tensor window, bool center, int? length, str mode) -> Tensor");
   m.def(
       "unpool_conv_transpose2d(Tensor input, Tensor indices, Tensor weight, Tensor? bias, int[2] unpool_size, "
-      "int[2] stride, int[2] padding, int[2] output_padding, int[2] dilation, bool rectify) -> Tensor");
+      "int[2] stride, int[2] padding, int[2] output_padding, int[2] dilation, bool rectify, "
+      "Tensor? channels=None) -> Tensor");
 }

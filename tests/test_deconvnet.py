@@ -226,7 +226,7 @@ def test_features_specs():
     x = torch.rand(1, 1, 64, 48)
     rec = dn.record(x, 1)
     act = dn.activation(rec, 1)[0]
-    _, feats = dn.seeds(rec, 1, "top:2")
+    _, feats, _ = dn.seeds(rec, 1, "top:2")
     means = act.mean(dim=(1, 2))
     assert feats == torch.argsort(means, descending=True)[:2].tolist()
     assert dn.seeds(rec, 1, "all")[1] == [0, 1, 2, 3]

@@ -136,3 +136,38 @@ def test_gradcheck_native_backward():
         return torch.ops.cnnaural.unpool_conv_transpose2d(x, idx, w, b, usize, (2, 2), (1, 1), (1, 1), (1, 1), True)
 
     assert torch.autograd.gradcheck(f, (x, weight, bias))
+
+
+@settings(max_examples=30, deadline=None)
+@given(N=st.integers(1, 6), C_out=st.integers(1, 6), C_in=st.integers(1, 20), broadcast=st.booleans(),
+       pool=st.sampled_from([(2, 2), (3, 2)]), dtype=st.sampled_from([torch.float32, torch.float64]),
+       seed=st.integers(0, 2**16))
+def test_compact_one_feature_seeds_equal_their_dense_form(N, C_out, C_in, broadcast, pool, dtype, seed):
+    g = torch.Generator().manual_seed(seed)
+    _, idx, weight, usize = pooled_case(seed, N, C_out, C_in, 11, 9, pool[0], pool[1], (3, 3), (1, 1), (1, 1),
+                                        (1, 1), dtype, broadcast, "dense")
+    x = torch.randn(N, 1, *idx.shape[-2:], generator=g, dtype=dtype)
+    channels = torch.randint(C_out, (N,), generator=g)
+    dense = reference.densify(x, channels, C_out)
+    got = torch.ops.cnnaural.unpool_conv_transpose2d(x, idx, weight, None, usize, (1, 1), (1, 1), (0, 0), (1, 1),
+                                                     True, channels)
+    want = reference.unpool_conv_transpose2d(dense, idx, weight, unpool_size=usize, padding=(1, 1))
+    torch.testing.assert_close(got, want, **(dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else {}))
+    via_ops = ops.unpool_conv_transpose2d(x, idx, weight, unpool_size=usize, padding=1, channels=channels)
+    torch.testing.assert_close(via_ops, got)
+
+
+def test_compact_seeds_bad_channels_and_grad():
+    _, idx, weight, usize = pooled_case(1, 3, 4, 2, 8, 8, 2, 2, (3, 3), (1, 1), (1, 1), (1, 1), torch.float64,
+                                        True, "dense")
+    x = torch.rand(3, 1, 4, 4, dtype=torch.float64, requires_grad=True)
+    with pytest.raises(RuntimeError, match="channels must lie in"):
+        torch.ops.cnnaural.unpool_conv_transpose2d(x.detach(), idx, weight, None, usize, (1, 1), (1, 1), (0, 0),
+                                                   (1, 1), True, torch.tensor([0, 4, 1]))
+    channels = torch.tensor([2, 0, 2])
+    w = weight.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(
+        lambda x, w: torch.ops.cnnaural.unpool_conv_transpose2d(x, idx, w, None, usize, (1, 1), (1, 1), (0, 0),
+                                                                (1, 1), True, channels), (x, w))
+    torch.library.opcheck(torch.ops.cnnaural.unpool_conv_transpose2d,
+                          (x, idx, w, None, list(usize), [1, 1], [1, 1], [0, 0], [1, 1], True, channels))

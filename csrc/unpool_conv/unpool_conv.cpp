@@ -9,7 +9,8 @@ namespace cnnaural {
 UnpoolConvGeometry check_unpool_conv(const char* op, const at::Tensor& input, const at::Tensor& indices,
                                      const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                                      at::IntArrayRef unpool_size, at::IntArrayRef stride, at::IntArrayRef padding,
-                                     at::IntArrayRef output_padding, at::IntArrayRef dilation) {
+                                     at::IntArrayRef output_padding, at::IntArrayRef dilation,
+                                     const std::optional<at::Tensor>& channels) {
   check_dim(input, 4, op, "input");
   check_dim(indices, 4, op, "indices");
   check_dim(weight, 4, op, "weight");
@@ -24,10 +25,21 @@ UnpoolConvGeometry check_unpool_conv(const char* op, const at::Tensor& input, co
   }
   UnpoolConvGeometry g;
   g.n = input.size(0);
-  g.c_out = input.size(1);
+  g.c_out = indices.size(1);
   g.h = input.size(2);
   g.w = input.size(3);
-  CNNAURAL_CHECK(indices.size(1) == g.c_out && indices.size(2) == g.h && indices.size(3) == g.w &&
+  g.compact = channels.has_value();
+  if (g.compact) {
+    CNNAURAL_CHECK(input.size(1) == 1, op, "with channels, input must be (N, 1, h, w): one pooled map per seed, got ",
+                   input.sizes());
+    CNNAURAL_CHECK(channels->dim() == 1 && channels->size(0) == g.n && channels->scalar_type() == at::kLong, op,
+                   "channels must be int64 (N=", g.n, "), got ", channels->scalar_type(), " ", channels->sizes());
+    check_same_device(input, *channels, op, "input", "channels");
+  } else {
+    CNNAURAL_CHECK(input.size(1) == g.c_out, op, "input ", input.sizes(), " and indices ", indices.sizes(),
+                   " must have the same number of channels");
+  }
+  CNNAURAL_CHECK(indices.size(2) == g.h && indices.size(3) == g.w &&
                      (indices.size(0) == g.n || indices.size(0) == 1),
                  op, "indices ", indices.sizes(), " must be (N or 1, C, h, w) matching input ", input.sizes());
   g.broadcast_indices = indices.size(0) == 1 && g.n != 1;

@@ -15,6 +15,7 @@ struct UnpoolConvGeometry {
   int64_t oh = 0, ow = 0;                  // output (N, C_in, H_out, W_out)
   int64_t sh = 1, sw = 1, ph = 0, pw = 0, dh = 1, dw = 1;
   bool broadcast_indices = false;          // indices batch 1 shared by all N rows
+  bool compact = false;                    // input (N, 1, h, w) holds channel channels[n] only
 };
 
 // Validates shapes, dtypes, devices and geometry (not the switch values: the kernels check
@@ -22,11 +23,14 @@ struct UnpoolConvGeometry {
 UnpoolConvGeometry check_unpool_conv(const char* op, const at::Tensor& input, const at::Tensor& indices,
                                      const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                                      at::IntArrayRef unpool_size, at::IntArrayRef stride, at::IntArrayRef padding,
-                                     at::IntArrayRef output_padding, at::IntArrayRef dilation);
+                                     at::IntArrayRef output_padding, at::IntArrayRef dilation,
+                                     const std::optional<at::Tensor>& channels);
 
 // Args:
 //   input (N, C_out, h, w) float; indices (N | 1, C_out, h, w) int64 flat positions in the
 //   unpool_size = (H, W) plane; weight (C_out, C_in, kH, kW), the forward Conv2d's; bias (C_in).
+//   channels (N) int64, optional: one-feature seeds stored compactly — input is then (N, 1, h, w)
+//   and row n is the pooled map of channel channels[n], every other channel being zero.
 // Returns (N, C_in, H_out, W_out) in channels-last memory format, equal to
 //   conv_transpose2d(relu(max_unpool2d(input, indices)), weight, bias, stride, padding,
 //                    output_padding, 1, dilation)
@@ -34,6 +38,7 @@ UnpoolConvGeometry check_unpool_conv(const char* op, const at::Tensor& input, co
 at::Tensor unpool_conv_transpose2d_cpu(const at::Tensor& input, const at::Tensor& indices, const at::Tensor& weight,
                                        const std::optional<at::Tensor>& bias, at::IntArrayRef unpool_size,
                                        at::IntArrayRef stride, at::IntArrayRef padding,
-                                       at::IntArrayRef output_padding, at::IntArrayRef dilation, bool rectify);
+                                       at::IntArrayRef output_padding, at::IntArrayRef dilation, bool rectify,
+                                       const std::optional<at::Tensor>& channels);
 
 }  // namespace cnnaural

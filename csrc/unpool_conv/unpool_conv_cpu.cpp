@@ -41,9 +41,10 @@ int64_t channel_block(int64_t n, int64_t c_in) {
 at::Tensor unpool_conv_transpose2d_cpu(const at::Tensor& input, const at::Tensor& indices, const at::Tensor& weight,
                                        const std::optional<at::Tensor>& bias, at::IntArrayRef unpool_size,
                                        at::IntArrayRef stride, at::IntArrayRef padding,
-                                       at::IntArrayRef output_padding, at::IntArrayRef dilation, bool rectify) {
-  const UnpoolConvGeometry g =
-      check_unpool_conv(kOp, input, indices, weight, bias, unpool_size, stride, padding, output_padding, dilation);
+                                       at::IntArrayRef output_padding, at::IntArrayRef dilation, bool rectify,
+                                       const std::optional<at::Tensor>& channels) {
+  const UnpoolConvGeometry g = check_unpool_conv(kOp, input, indices, weight, bias, unpool_size, stride, padding,
+                                                 output_padding, dilation, channels);
   CNNAURAL_CHECK(input.device().is_cpu(), kOp, "the CPU kernel got a tensor on ", input.device());
   at::Tensor out = at::empty({g.n, g.c_in, g.oh, g.ow}, input.options().memory_format(at::MemoryFormat::ChannelsLast));
   if (out.numel() == 0) return out;
@@ -56,7 +57,9 @@ at::Tensor unpool_conv_transpose2d_cpu(const at::Tensor& input, const at::Tensor
   const int64_t in_sn = input.stride(0), in_sc = input.stride(1), in_sh = input.stride(2), in_sw = input.stride(3);
   const int64_t ix_sn = g.broadcast_indices ? 0 : indices.stride(0), ix_sc = indices.stride(1),
                 ix_sh = indices.stride(2), ix_sw = indices.stride(3);
-  std::atomic<bool> bad_switch{false};
+  const at::Tensor chan = g.compact ? channels->contiguous() : at::Tensor();
+  const int64_t* chp = g.compact ? chan.data_ptr<int64_t>() : nullptr;
+  std::atomic<bool> bad_switch{false}, bad_channel{false};
 
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "unpool_conv_transpose2d_cpu", [&] {
     const scalar_t* ip = input.data_ptr<scalar_t>();
@@ -83,9 +86,17 @@ at::Tensor unpool_conv_transpose2d_cpu(const at::Tensor& input, const at::Tensor
             for (int64_t ci = 0; ci < cl; ++ci) o[q * C + c0 + ci] = bp ? bp[c0 + ci] : scalar_t(0);
           }
         }
-        // channels with something to contribute (one-feature seeds: one of them) cost one read
+        // channels with something to contribute: the seed's one channel when compact; otherwise
+        // every channel is read once (one-feature seeds stored densely: all but one are zero)
         active.clear();
-        for (int64_t co = 0; co < g.c_out; ++co) {
+        if (chp != nullptr) {
+          if (chp[n] < 0 || chp[n] >= g.c_out) {
+            bad_channel.store(true, std::memory_order_relaxed);
+            continue;
+          }
+          active.push_back(chp[n]);
+        }
+        for (int64_t co = 0; co < g.c_out && chp == nullptr; ++co) {
           const scalar_t* in_c = ip + n * in_sn + co * in_sc;
           bool any = false;
           for (int64_t i = 0; i < g.h && !any; ++i) {
@@ -105,7 +116,7 @@ at::Tensor unpool_conv_transpose2d_cpu(const at::Tensor& input, const at::Tensor
         // pass 1: unpool every active channel into its own plane, summing repeated switches
         // (overlapping pools) before the rectifier, as autograd sums them
         for (int64_t a = 0; a < n_act; ++a) {
-          const scalar_t* in_c = ip + n * in_sn + active[a] * in_sc;
+          const scalar_t* in_c = ip + n * in_sn + (chp ? 0 : active[a] * in_sc);
           const int64_t* ix_c = xp + n * ix_sn + active[a] * ix_sc;
           scalar_t* sc = scratch.data() + a * plane;
           for (int64_t i = 0; i < g.h; ++i) {
@@ -128,7 +139,7 @@ at::Tensor unpool_conv_transpose2d_cpu(const at::Tensor& input, const at::Tensor
           const int64_t i1 = std::min(g.h, i0 + kBandRows);
           for (int64_t a = 0; a < n_act; ++a) {
             const int64_t co = active[a];
-            const scalar_t* in_c = ip + n * in_sn + co * in_sc;
+            const scalar_t* in_c = ip + n * in_sn + (chp ? 0 : co * in_sc);
             const int64_t* ix_c = xp + n * ix_sn + co * ix_sc;
             scalar_t* sc = scratch.data() + a * plane;
             const scalar_t* w_c = wp + co * taps * C + c0;
@@ -159,6 +170,7 @@ at::Tensor unpool_conv_transpose2d_cpu(const at::Tensor& input, const at::Tensor
       if (local_bad) bad_switch.store(true, std::memory_order_relaxed);
     });
   });
+  CNNAURAL_CHECK(!bad_channel.load(), kOp, "channels must lie in [0, ", g.c_out, ")");
   CNNAURAL_CHECK(!bad_switch.load(), kOp, "indices must lie in [0, H*W) = [0, ", plane, ") for unpool_size (",
                  g.uh, ", ", g.uw, "); pass the indices returned by F.max_pool2d(..., return_indices=True)");
   return out;
