@@ -171,3 +171,20 @@ def test_compact_seeds_bad_channels_and_grad():
                                                                 (1, 1), True, channels), (x, w))
     torch.library.opcheck(torch.ops.cnnaural.unpool_conv_transpose2d,
                           (x, idx, w, None, list(usize), [1, 1], [1, 1], [0, 0], [1, 1], True, channels))
+
+
+@pytest.mark.parametrize("layer", [1, 3, 5])
+def test_native_and_reference_auralisations_agree_on_the_paper_model(layer, monkeypatch):
+    import cnnaural_ext as ca
+
+    torch.manual_seed(0)
+    spec = ca.Spectrogram()
+    model = ca.models.paper_cnn5(channels=16, input_shape=(257, 87)).eval()
+    aur = ca.Auraliser(model, spec)
+    x = torch.randn(22050) * 0.1
+    native = aur.auralise(x, layer=layer, features="all", normalize=False)
+    monkeypatch.setenv("CNNAURAL_BACKEND", "reference")
+    ref = aur.auralise(x, layer=layer, features="all", normalize=False)
+    scale = ref.maps.abs().amax()
+    torch.testing.assert_close(native.maps, ref.maps, rtol=1e-5, atol=1e-5 * float(scale))
+    torch.testing.assert_close(native.audio, ref.audio, rtol=1e-5, atol=1e-5 * float(ref.audio.abs().amax()))
