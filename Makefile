@@ -46,6 +46,7 @@ cpp-test: venv
 	bash scripts/cmake_test.sh
 
 bench: build
+	$(PY) benchmarks/bench_kernels.py --out benchmarks/results
 	$(PY) benchmarks/bench_reference.py --out benchmarks/results
 
 clean:

@@ -111,6 +111,10 @@ def save_wav(path, audio, sample_rate: int, *, subtype: str = "FLOAT", normalize
     return path
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def atomic_write(path, write) -> Path:
     """Call write(tmp_path) for a temporary file beside `path`, then rename it over `path`.
 
@@ -121,6 +125,7 @@ def atomic_write(path, write) -> Path:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private; the result is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -24,7 +24,9 @@ HOST_DEVICE_INLINE int64_t tap_target(int64_t y, int64_t k, int64_t stride, int6
 HOST_DEVICE_INLINE int64_t tap_source(int64_t o, int64_t k, int64_t stride, int64_t padding, int64_t dilation,
                                       int64_t in) {
   const int64_t t = o + padding - k * dilation;
-  if (t < 0 || t % stride != 0) return -1;
+  if (t < 0) return -1;
+  if (stride == 1) return t < in ? t : -1;  // the common case, without a division
+  if (t % stride != 0) return -1;
   const int64_t y = t / stride;
   return y < in ? y : -1;
 }
