@@ -1,9 +1,9 @@
-"""Baseline: the pure-PyTorch reference path end to end, and the native masked_istft beside it.
+"""Baseline: the pure-PyTorch reference path end to end.
 
 Auralises all features of each layer of paper_cnn5 (64 channels) for a 4-s clip and a 30-s
-track at 11025 Hz, n_fft 512, hop 256 (one forward pass, all seeds batched, batched ISTFT), and
-times the masked ISTFT of 64 clips with the reference (torch.istft) and the native kernel.
-This is the baseline the native kernels are measured against. Not a test: nothing is asserted.
+track at 11025 Hz, n_fft 512, hop 256 (one forward pass, all seeds batched, batched ISTFT).
+This is the baseline the native kernels are measured against (benchmarks/bench_kernels.py puts
+them side by side). Not a test: nothing is asserted.
 
     python benchmarks/bench_reference.py [--quick] [--out DIR]
 """
@@ -42,37 +42,17 @@ def auralise_rows(seconds_list, channels, repeats, layers):
     return rows
 
 
-def istft_rows(n_clips, seconds, repeats):
-    import cnnaural_ext as ca
-    from cnnaural_ext import ops
-
-    spec = ca.Spectrogram(sample_rate=11025, n_fft=512, hop_length=256)
-    n = int(seconds * 11025)
-    X = spec.stft(torch.randn(n))
-    gain = torch.rand(n_clips, *X.shape)
-    kw = dict(n_fft=512, hop_length=256, window=spec.window, length=n)
-    rows = []
-    ref = timeit(lambda: torch.istft(X * gain, **kw), repeats=repeats)
-    rows.append({"case": f"masked ISTFT {n_clips} x {seconds:g} s", "backend": "torch.istft(X * gain)", **ref})
-    if ops.active_backend("masked_istft") == "native":
-        nat = timeit(lambda: ca.masked_istft(X, gain, **kw), repeats=repeats)
-        rows.append({"case": f"masked ISTFT {n_clips} x {seconds:g} s", "backend": "native", **nat,
-                     "speedup": ref["median_ms"] / nat["median_ms"]})
-    return rows
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="tiny sizes, to check the script runs")
     ap.add_argument("--out", default=None, help="folder for JSON + markdown")
     args = ap.parse_args(argv)
     if args.quick:
-        rows = auralise_rows([1.0], channels=8, repeats=1, layers=[1, 5]) + istft_rows(4, 1.0, repeats=2)
+        rows = auralise_rows([1.0], channels=8, repeats=1, layers=[1, 5])
     else:
         rows = (auralise_rows([4.0], channels=64, repeats=3, layers=[1, 2, 3, 4, 5])
-                + auralise_rows([30.0], channels=64, repeats=1, layers=[1, 2, 3, 4, 5])
-                + istft_rows(64, 4.0, repeats=10))
-    write(args.out, "reference", rows, ["case", "backend", "median_ms", "min_ms", "max_ms", "speedup"], machine())
+                + auralise_rows([30.0], channels=64, repeats=1, layers=[1, 2, 3, 4, 5]))
+    write(args.out, "reference", rows, ["case", "backend", "median_ms", "min_ms", "max_ms"], machine())
     return 0
 
 
