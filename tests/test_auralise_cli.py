@@ -217,3 +217,38 @@ def test_real_audio_end_to_end_with_the_shipped_model(tmp_path):
         assert a.shape == orig.shape and np.isfinite(a).all() and np.abs(a).max() > 0.5
         # an auralised feature is a filtered version of the original: correlated with it
         assert abs(np.corrcoef(a, orig)[0, 1]) > 0.05 or item["layer"] > 1
+
+
+class _Payload:
+    """Anything a plain pickle would rebuild by running code."""
+
+    def __reduce__(self):
+        return (print, ("code ran while loading",))
+
+
+def test_checkpoints_load_weights_only(tmp_path, capsys):
+    path = tmp_path / "evil.pt"
+    torch.save({"format": ca.models.CHECKPOINT_FORMAT, "payload": _Payload()}, path)
+    with pytest.raises(ca.CnnauralError, match="cannot read checkpoint"):
+        ca.models.load_checkpoint(path)
+    assert "code ran" not in capsys.readouterr().out
+
+
+@pytest.mark.audio
+def test_demo_runs_and_writes_what_the_readme_says(tmp_path):
+    """`make demo`'s script: BWV 846 plus real tracks with the shipped model."""
+    if not Path("/usr/share/games/wesnoth/1.16/data/core/music").is_dir():
+        pytest.skip("the Debian music packages are not installed (scripts/install_data.sh)")
+    pytest.importorskip("music21")
+    import runpy
+
+    root = Path(__file__).resolve().parents[1]
+    demo = runpy.run_path(str(root / "scripts" / "demo.py"))
+    assert demo["main"](["--out", str(tmp_path), "--features", "top:2"]) == 0
+    assert (tmp_path / "figure3_bwv846.png").stat().st_size > 10_000
+    folders = [d for d in tmp_path.iterdir() if d.is_dir()]
+    assert len(folders) == 3  # BWV 846, one orchestral, one electronic track
+    for d in folders:
+        names = {p.name for p in d.iterdir()}
+        assert {"original.wav", "manifest.json", "layer1_figure.png", "layer5_figure.png"} <= names
+        assert len([n for n in names if n.endswith(".wav")]) == 1 + 2 * 2
