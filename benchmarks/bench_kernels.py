@@ -9,7 +9,8 @@ Shapes of the paper model: a 4-s clip at 11025 Hz, n_fft 512 -> 257 x 173 input,
 - end to end: auralise all 64 features of layer 5 (and layer 1) of a 4-s clip and a 30-s track
 
 Reports the median time of each, the ratio reference / native, and the useful GFLOP/s of the
-fused op (2 * positive unpooled values * C_in * kH * kW per run) beside this machine's sgemm rate.
+fused op (2 * positive unpooled values * C_in * kH * kW per run) beside this machine's sgemm rate,
+and for the end-to-end cases the growth of peak resident memory while auralising (fresh process).
 
     python benchmarks/bench_kernels.py [--quick] [--out DIR]
 """
@@ -103,6 +104,38 @@ def istft_rows(N, seconds, repeats):
             {"case": case, "backend": "native", **nat, "speedup": r["median_ms"] / nat["median_ms"]}]
 
 
+_PEAK_SNIPPET = """
+import torch, cnnaural_ext as ca
+
+def status(key):  # kB, from /proc: per process image, unlike ru_maxrss, which exec inherits
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1])
+
+torch.manual_seed(0)
+spec = ca.Spectrogram()
+n = int({seconds} * 11025)
+x = torch.randn(n) * 0.1
+model = ca.models.paper_cnn5(channels={channels}, input_shape=(spec.n_bins, spec.n_frames(n))).eval()
+aur = ca.Auraliser(model, spec)
+aur.auralise(x[:11025], layer={layer}, features=[0])  # load kernels, warm allocators
+open("/proc/self/clear_refs", "w").write("5")  # reset the high-water mark to the current RSS
+before = status("VmRSS:")
+aur.auralise(x, layer={layer}, features="all")
+print((status("VmHWM:") - before) / 1024)
+"""
+
+
+def peak_mb(backend, seconds, layer, channels):
+    """Growth of the peak resident memory (MB) while auralising, in a fresh process."""
+    import subprocess
+
+    env = dict(os.environ, CNNAURAL_BACKEND=backend)
+    code = _PEAK_SNIPPET.format(seconds=seconds, layer=layer, channels=channels)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def end_to_end_rows(seconds_list, layers, channels, repeats):
     import cnnaural_ext as ca
 
@@ -121,8 +154,10 @@ def end_to_end_rows(seconds_list, layers, channels, repeats):
                 times[backend] = timeit(lambda: aur.auralise(x, layer=layer, features="all"), repeats=repeats)
             del os.environ["CNNAURAL_BACKEND"]
             case = f"auralise {seconds:g} s, layer {layer}, all {channels} features"
-            rows.append({"case": case, "backend": "reference", **times["reference"]})
+            rows.append({"case": case, "backend": "reference", **times["reference"],
+                         "peak_mb": peak_mb("reference", seconds, layer, channels)})
             rows.append({"case": case, "backend": "native", **times["auto"],
+                         "peak_mb": peak_mb("auto", seconds, layer, channels),
                          "speedup": times["reference"]["median_ms"] / times["auto"]["median_ms"]})
             print(rows[-2], rows[-1], sep="\n", flush=True)
     return rows
@@ -146,7 +181,7 @@ def main(argv=None):
         rows = (fused_rows(64, 5) + istft_rows(64, 4.0, 10)
                 + end_to_end_rows([4.0], [1, 5], 64, 3) + end_to_end_rows([30.0], [1, 5], 64, 1))
     write(args.out, "kernels", rows,
-          ["case", "backend", "median_ms", "min_ms", "max_ms", "useful_gflops", "speedup"], meta)
+          ["case", "backend", "median_ms", "min_ms", "max_ms", "useful_gflops", "peak_mb", "speedup"], meta)
     return 0
 
 
