@@ -107,3 +107,55 @@ def score_onset_features(auraliser, waveform: torch.Tensor, onsets, *, layer=1, 
     rows.sort(key=lambda r: (-r["f_measure"], r["feature"]))
     return {"layer": layer, "tolerance": tolerance, "duration": duration,
             "baseline": f_measure(detect(waveform), onsets, tolerance), "features": rows}
+
+
+def class_selectivity(model, spectrogram, tracks, *, layer=None, cache_dir=None, batch_size: int = 16,
+                      off_ratio: float = 0.25, progress: bool = False) -> dict:
+    """Mean activation of every feature of `layer` per class, over the clips of `tracks`.
+
+    The paper heard a deepest-layer feature that hiphop "mostly deactivated"; here that is a
+    table: a feature is switched off by a class when its mean activation on that class is below
+    `off_ratio` times its mean on the other classes.
+
+    Args:
+        model: a CNN DeconvNet can read; spectrogram: its input representation.
+        tracks: [(path, class name)], e.g. from `data.scan_tracks`.
+        layer: 1-based conv layer (default: the deepest).
+        cache_dir: where `data.ClipCache` keeps the clips' network inputs.
+
+    Returns:
+        {"layer", "classes", "clips" (per class), "mean" (n_classes x C nested lists),
+         "switched_off": {class: [features]}}
+    """
+    from .data import ClipCache
+    from .deconvnet import DeconvNet
+
+    dn = DeconvNet(model)
+    layer = dn.n_layers if layer is None else layer
+    n_feat = dn.channels(layer)
+    classes = sorted({c for _, c in tracks})
+    if len(classes) < 2:
+        raise CnnauralError(f"class selectivity needs tracks of at least two classes (got {classes})")
+    cache = ClipCache(spectrogram, cache_dir, progress=progress)
+    sums = torch.zeros(len(classes), n_feat, dtype=torch.float64)
+    counts = torch.zeros(len(classes), dtype=torch.float64)
+    for path, cls in tracks:
+        clips = cache.get(path)
+        if clips is None:
+            continue
+        c = classes.index(cls)
+        for k in range(0, clips.shape[0], batch_size):
+            x = torch.from_numpy(np.array(clips[k:k + batch_size], dtype=np.float32))[:, None]  # off the mmap
+            act = dn.activations(x, layer)
+            sums[c] += act.double().mean(dim=(2, 3)).sum(dim=0)
+            counts[c] += x.shape[0]
+    if (counts == 0).any():
+        empty = [classes[i] for i in range(len(classes)) if counts[i] == 0]
+        raise CnnauralError(f"no readable clips for class(es) {', '.join(empty)}")
+    mean = sums / counts[:, None]
+    off = {}
+    for c, name in enumerate(classes):
+        others = torch.cat([mean[:c], mean[c + 1:]]).mean(dim=0)
+        off[name] = [int(f) for f in torch.nonzero((mean[c] < off_ratio * others) & (others > 0)).flatten()]
+    return {"layer": layer, "classes": classes, "clips": {n: int(counts[i]) for i, n in enumerate(classes)},
+            "mean": mean.tolist(), "off_ratio": off_ratio, "switched_off": off}

@@ -1,4 +1,4 @@
-"""The `cnnaural` command: info | auralise | onsets | filters | dataset | train.
+"""The `cnnaural` command: info | auralise | onsets | selectivity | filters | dataset | train.
 
 User errors (missing or unreadable audio, a layer or feature out of range, a model the
 deconvnet cannot read, a corrupt checkpoint) print one line on stderr and exit with status 2.
@@ -18,6 +18,7 @@ EPILOG = """examples:
   cnnaural auralise song.ogg --layer 1 --features 7 --out out/
   cnnaural auralise song.ogg --layer 1,5 --features top:4 --offset 30 --duration 4 --out out/
   cnnaural onsets --out out/onsets
+  cnnaural selectivity data/corpus --out out/selectivity
   cnnaural filters --out filters.png
   cnnaural dataset data/corpus
   cnnaural train data/corpus --out model.pt
@@ -89,6 +90,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=float, default=0.05, help="onset matching window in seconds (default 0.05)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.set_defaults(func=cmd_onsets)
+
+    p = sub.add_parser("selectivity", help="mean activation of every feature of a layer per class: which "
+                       "features a class switches off",
+                       description="For the tracks of DATA_DIR (one sub-folder per class; by default only the "
+                       "model's test split when its checkpoint records one), the mean activation of every feature "
+                       "of --layer per class, and the features each class switches off (mean below --off-ratio "
+                       "times the mean on the other classes). Writes selectivity.json, .md and a heat map .png.")
+    p.add_argument("data_dir", metavar="DATA_DIR", help="corpus: one sub-folder of audio files per class")
+    _add_model(p)
+    p.add_argument("--layer", default=None, help="1-based conv layer (default: the deepest)")
+    p.add_argument("--split", choices=["test", "val", "train", "all"], default="test",
+                   help="tracks to use: a split recorded in the checkpoint, or all of DATA_DIR (default test)")
+    p.add_argument("--off-ratio", type=float, default=0.25, help="threshold for 'switched off' (default 0.25)")
+    p.add_argument("--cache-dir", default=None, help="clip cache folder (default: $CNNAURAL_CACHE or ~/.cache/cnnaural)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.set_defaults(func=cmd_selectivity)
 
     from . import data, train
 
@@ -238,6 +255,46 @@ def cmd_onsets(args) -> int:
     for r in res["features"][:5]:
         print(f"feature {r['feature']:3d}: F {r['f_measure']:.3f} (P {r['precision']:.3f}, R {r['recall']:.3f})")
     print(f"wrote {(out / 'onsets.md').resolve()}")
+    return 0
+
+
+def cmd_selectivity(args) -> int:
+    from . import analysis, viz
+    from .audio import atomic_write
+    from .data import scan_tracks
+
+    aur = load_auraliser(args)
+    layer = aur.deconvnet.n_layers if args.layer is None else parse_layers(args.layer, aur.deconvnet.n_layers)[0]
+    aur.deconvnet.channels(layer)
+    root = Path(args.data_dir)
+    tracks = scan_tracks(root)
+    if args.split != "all":
+        split = (aur.meta.get("split") or {}).get(args.split)
+        if not split:
+            raise CnnauralError(f"the model records no {args.split} split; pass --split all")
+        wanted = set(split)
+        tracks = [(p, c) for p, c in tracks if p.relative_to(root).as_posix() in wanted]
+        if len(tracks) < len(wanted):
+            raise CnnauralError(f"{len(wanted) - len(tracks)} track(s) of the {args.split} split are missing from "
+                                f"{root}; rebuild it with `cnnaural dataset {root}` or pass --split all")
+    res = analysis.class_selectivity(aur.model, aur.spectrogram, tracks, layer=layer, cache_dir=args.cache_dir,
+                                     off_ratio=args.off_ratio)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "selectivity.json", lambda tmp: Path(tmp).write_text(json.dumps(res, indent=1)))
+    classes, mean = res["classes"], res["mean"]
+    lines = [f"# Mean activation per class, layer {layer} ({args.split} tracks)", "",
+             "Clips: " + ", ".join(f"{c} {res['clips'][c]}" for c in classes), "",
+             "| feature | " + " | ".join(classes) + " |", "|---|" + "---|" * len(classes)]
+    for f in range(len(mean[0])):
+        lines.append(f"| {f} | " + " | ".join(f"{mean[c][f]:.4f}" for c in range(len(classes))) + " |")
+    lines += ["", f"Switched off (mean below {args.off_ratio:g} x the other classes' mean):", ""]
+    lines += [f"- {c}: {', '.join(map(str, res['switched_off'][c])) or 'none'}" for c in classes]
+    atomic_write(out / "selectivity.md", lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
+    viz.heatmap(out / "selectivity.png", mean, classes, title=f"layer {layer}: mean activation per class")
+    for c in classes:
+        print(f"{c}: switches off {len(res['switched_off'][c])} feature(s): {res['switched_off'][c]}")
+    print(f"wrote {(out / 'selectivity.md').resolve()}")
     return 0
 
 

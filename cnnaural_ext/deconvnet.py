@@ -274,14 +274,31 @@ class DeconvNet:
             raise CnnauralError(f"DeconvNet expects one input of shape (1, C, F, T), got {tuple(x.shape)}")
         end = self._end_step(layer)
         rec = Recording(tuple(x.shape))
+        self._forward(x, end, rec)
+        rec.last_step = end
+        return rec
+
+    @torch.no_grad()
+    def activations(self, x: torch.Tensor, layer) -> torch.Tensor:
+        """The output of `layer` for a batch x (B, C_in, F', T), without recording switches."""
+        if x.dim() != 4:
+            raise CnnauralError(f"DeconvNet expects inputs of shape (B, C, F, T), got {tuple(x.shape)}")
+        return self._forward(x, self._end_step(layer), None)
+
+    def _forward(self, x, end, rec):
+        """Run steps 0..end as the model would in eval mode; record shapes, switches and layer
+        outputs into `rec` when given."""
         ends = set(self._layer_end)
         for i, st in enumerate(self.steps[:end + 1]):
-            rec.in_shapes.append(tuple(x.shape))
             m = st.module
+            if rec is not None:
+                rec.in_shapes.append(tuple(x.shape))
             if st.kind == "pool":
-                x, idx = F.max_pool2d(x, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode,
-                                      return_indices=True)
-                rec.indices[i] = idx
+                if rec is None:
+                    x = F.max_pool2d(x, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode)
+                else:
+                    x, rec.indices[i] = F.max_pool2d(x, m.kernel_size, m.stride, m.padding, m.dilation,
+                                                     m.ceil_mode, return_indices=True)
             elif st.kind == "bn":
                 x = F.batch_norm(x, m.running_mean, m.running_var, m.weight, m.bias, False, 0.0, m.eps)
             elif st.kind == "identity":
@@ -290,12 +307,11 @@ class DeconvNet:
                 try:
                     x = m(x)
                 except RuntimeError as e:
-                    raise CnnauralError(f"the input {rec.x_shape} does not fit the model at '{st.name}': "
+                    raise CnnauralError(f"the input {tuple(x.shape)} does not fit the model at '{st.name}': "
                                         f"{str(e).splitlines()[0]}") from None
-            if i in ends or i == end:
+            if rec is not None and (i in ends or i == end):
                 rec.outputs[i] = x
-        rec.last_step = end
-        return rec
+        return x
 
     def activation(self, rec: Recording, layer) -> torch.Tensor:
         """The output of `layer` recorded in `rec`: (1, C, h, w), or (1, n_classes) for "output"."""

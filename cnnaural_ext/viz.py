@@ -84,3 +84,17 @@ def filters(path, learned, initial=None, *, title: str = ""):
     if title:
         fig.suptitle(title, fontsize=10, y=1.02)
     return _save(fig, path)
+
+
+def heatmap(path, matrix, row_labels, *, title: str = "", xlabel: str = "feature"):
+    """Rows (e.g. classes) x columns (features), each column scaled to its maximum."""
+    m = np.asarray(matrix, dtype=np.float64)
+    col_max = m.max(axis=0, keepdims=True)
+    scaled = np.divide(m, col_max, out=np.zeros_like(m), where=col_max > 0)
+    fig, ax = plt.subplots(figsize=(max(6.0, m.shape[1] * 0.18), 0.5 * m.shape[0] + 1.6))
+    im = ax.imshow(scaled, aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_yticks(range(len(row_labels)), labels=row_labels)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.03, label="mean activation / feature's max over rows")
+    return _save(fig, path)
