@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
 WESNOTH = Path("/usr/share/games/wesnoth/1.16/data/core/music")
 WARZONE = Path("/usr/share/games/warzone2100/music")
 
@@ -32,7 +31,7 @@ def main(argv=None) -> int:
     deepest = aur.deconvnet.n_layers
     sr = aur.sample_rate
 
-    wave, onsets = data.render_bwv846(sample_rate=22050, cache_dir=ROOT / "cache")
+    wave, onsets = data.render_bwv846(sample_rate=22050, cache_dir=data.default_cache_dir())
     bwv = save_wav(out / "bwv846.wav", wave, 22050)
     jobs = [(bwv, 0.0)]
     orchestral = sorted(WESNOTH.glob("*.ogg"))
