@@ -1,4 +1,4 @@
-"""The `cnnaural` command: info | auralise | onsets | selectivity | filters | dataset | train.
+"""The `cnnaural` command: info | auralise | report | onsets | selectivity | filters | dataset | train.
 
 User errors (missing or unreadable audio, a layer or feature out of range, a model the
 deconvnet cannot read, a corrupt checkpoint) print one line on stderr and exit with status 2.
@@ -17,6 +17,7 @@ EPILOG = """examples:
   cnnaural info
   cnnaural auralise song.ogg --layer 1 --features 7 --out out/
   cnnaural auralise song.ogg --layer 1,5 --features top:4 --offset 30 --duration 4 --out out/
+  cnnaural report song.ogg other.flac --layer 1,5 --out gallery/
   cnnaural onsets --out out/onsets
   cnnaural selectivity data/corpus --out out/selectivity
   cnnaural filters --out filters.png
@@ -77,6 +78,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model(p)
     p.add_argument("--out", required=True, metavar="PNG")
     p.set_defaults(func=cmd_filters)
+
+    p = sub.add_parser("report", help="auralise tracks and write a static HTML listening gallery",
+                       description="Like `auralise`, then OUT/index.html: per track, layer and feature the "
+                       "deconvolved spectrogram, a player for the auralised clip and one for the original, and "
+                       "the feature's activation statistics.")
+    p.add_argument("tracks", nargs="+", metavar="TRACK", help="audio file(s): wav, flac, ogg, opus, mp3")
+    _add_model(p)
+    _add_input(p)
+    _add_auralise(p)
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--subtype", choices=["FLOAT", "PCM_16"], default="PCM_16", help="WAV sample format (default PCM_16)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("onsets", help="score every feature of a layer as an onset detector on J.S. Bach's "
                        "BWV 846 Prelude (rendered, MIDI onsets as ground truth)",
@@ -179,6 +192,24 @@ def cmd_info(args) -> int:
 
 
 def cmd_auralise(args) -> int:
+    auralise_tracks(args)
+    print(f"wrote {Path(args.out).resolve()}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .gallery import write_gallery
+
+    entries = auralise_tracks(args)
+    model = args.model or "the shipped paper_cnn5 model"
+    index = write_gallery(args.out, entries, subtitle=f"Auralised with {model}: layers {args.layer}, "
+                          f"features {args.features}, mode {args.mode}, phase {args.phase}.")
+    print(f"gallery: {index.resolve()}")
+    return 0
+
+
+def auralise_tracks(args) -> list:
+    """Auralise every track of args into args.out/<track>/; returns [(folder, manifest)]."""
     import torch
 
     from .deconvnet import parse_features
@@ -193,6 +224,7 @@ def cmd_auralise(args) -> int:
     spec = aur.spectrogram
     out_root = Path(args.out)
     duration = args.duration if args.duration and args.duration > 0 else None
+    entries = []
     for track in args.tracks:
         wave, sr = load(track, spec.sample_rate, offset=args.offset, duration=duration)
         name = track_name(track)
@@ -222,8 +254,8 @@ def cmd_auralise(args) -> int:
                         title=f"{name}: layer {layer}, feature {res.features[best]} (most active)")
             print(f"{name}: layer {layer}: {len(res.features)} feature(s) -> {out}")
         atomic_write(out / "manifest.json", lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=1)))
-    print(f"wrote {out_root.resolve()}")
-    return 0
+        entries.append((name, dict(manifest, _dir=str(out))))
+    return entries
 
 
 def cmd_onsets(args) -> int:

@@ -246,9 +246,31 @@ def test_demo_runs_and_writes_what_the_readme_says(tmp_path):
     demo = runpy.run_path(str(root / "scripts" / "demo.py"))
     assert demo["main"](["--out", str(tmp_path), "--features", "top:2"]) == 0
     assert (tmp_path / "figure3_bwv846.png").stat().st_size > 10_000
+    assert "<audio" in (tmp_path / "index.html").read_text()
     folders = [d for d in tmp_path.iterdir() if d.is_dir()]
     assert len(folders) == 3  # BWV 846, one orchestral, one electronic track
     for d in folders:
         names = {p.name for p in d.iterdir()}
         assert {"original.wav", "manifest.json", "layer1_figure.png", "layer5_figure.png"} <= names
         assert len([n for n in names if n.endswith(".wav")]) == 1 + 2 * 2
+
+
+def test_cli_report_writes_an_escaped_gallery(checkpoint, tmp_path):
+    import html
+    import re
+    from urllib.parse import unquote
+
+    evil = tmp_path / "<script>alert(1)</script>.wav"  # '/' makes it a folder and a file: both hostile
+    evil.parent.mkdir()
+    sf.write(evil, tone(2.5).numpy(), SR)
+    out = tmp_path / "gallery"
+    assert cli.main(["report", str(evil), "--model", str(checkpoint), "--layer", "1,5", "--features", "0,1",
+                     "--duration", "2", "--out", str(out)]) == 0
+    page = (out / "index.html").read_text()
+    assert "<script>" not in page
+    assert html.escape("<script>alert(1)</script>.wav") in page
+    sources = re.findall(r'src="([^"]+)"', page)
+    assert len([s for s in sources if s.endswith(".wav")]) == 1 + 2 * 2
+    assert len([s for s in sources if s.endswith(".png")]) == 2 * 2 + 2
+    for s in sources:
+        assert (out / unquote(s)).is_file(), s

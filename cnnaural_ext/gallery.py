@@ -1,0 +1,70 @@
+"""A static HTML listening gallery: per track, layer and feature the deconvolved spectrogram, a
+player for the auralised clip beside the original, and the feature's statistics.
+
+Everything taken from user data (file names, paths) is HTML-escaped, and every asset is
+referenced by a URL-quoted relative path, so the folder can be opened from disk or served as is.
+"""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from urllib.parse import quote
+
+from .audio import atomic_write
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 2em; border-bottom: 1px solid #ccc; }
+h3 { font-size: 1em; color: #555; }
+.grid { display: flex; flex-wrap: wrap; gap: 1em; }
+.card { border: 1px solid #ddd; border-radius: 6px; padding: 0.6em; width: 360px; }
+.card img, .figure img { width: 100%; }
+.figure { max-width: 900px; }
+.stats { font-size: 0.85em; color: #555; }
+audio { width: 100%; }
+"""
+
+
+def _src(*parts) -> str:
+    return "/".join(quote(str(p)) for p in parts)
+
+
+def write_gallery(out_root, entries, *, title: str = "cnnaural listening gallery", subtitle: str = "") -> Path:
+    """Write out_root/index.html for tracks already auralised into out_root/<folder>/.
+
+    Args:
+        entries: [(folder name, manifest dict)] as `cnnaural auralise` writes them (items with
+            layer, feature, wav, png and statistics).
+    Returns:
+        the path of index.html.
+    """
+    e = html.escape
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{e(title)}</title>",
+             f"<style>{_CSS}</style></head><body>", f"<h1>{e(title)}</h1>"]
+    if subtitle:
+        parts.append(f"<p>{e(subtitle)}</p>")
+    for folder, m in entries:
+        parts.append(f"<h2>{e(Path(m['track']).name)}</h2>")
+        parts.append(f"<p class=\"stats\">{e(str(m['track']))} · {m['duration']:.1f} s from {m['offset']:g} s · "
+                     f"mode {e(m['mode'])}, phase {e(m['phase'])}, seed {e(m['seed'])}</p>")
+        parts.append(f"<p>original: <audio controls preload=\"none\" src=\"{_src(folder, 'original.wav')}\"></audio></p>")
+        for layer in sorted({i["layer"] for i in m["items"]}, key=str):
+            parts.append(f"<h3>layer {e(str(layer))}</h3>")
+            fig = f"layer{layer}_figure.png"
+            if (Path(m.get("_dir", "")) / fig).is_file():
+                parts.append(f"<div class=\"figure\"><img alt=\"layer {e(str(layer))} waveforms and spectrograms\" "
+                             f"src=\"{_src(folder, fig)}\"></div>")
+            parts.append('<div class="grid">')
+            for it in (i for i in m["items"] if i["layer"] == layer):
+                parts.append(
+                    f"<div class=\"card\"><b>feature {it['feature']}</b>"
+                    f"<img alt=\"deconvolved spectrogram, layer {e(str(layer))}, feature {it['feature']}\" "
+                    f"src=\"{_src(folder, it['png'])}\">"
+                    f"<audio controls preload=\"none\" src=\"{_src(folder, it['wav'])}\"></audio>"
+                    f"<div class=\"stats\">activation max {it['max']:.3g}, mean {it['mean']:.3g}, "
+                    f"active {100 * it['active']:.0f}%</div></div>")
+            parts.append("</div>")
+    parts.append("</body></html>")
+    path = Path(out_root) / "index.html"
+    atomic_write(path, lambda tmp: Path(tmp).write_text("\n".join(parts), encoding="utf-8"))
+    return path
