@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
-.PHONY: help venv build data demo test test-all cpp-test bench clean
+.PHONY: help venv build data browser demo test test-all cpp-test bench clean
 
 help:
 	@echo "make demo      set everything up, auralise real music with the shipped model (out/demo)"
@@ -32,14 +32,17 @@ $(VENV)/.built: $(VENV)/.deps setup.py $(shell find csrc -type f)
 data:
 	bash scripts/install_data.sh
 
+browser:
+	bash scripts/install_browser.sh
+
 demo: build data
 	$(PY) scripts/demo.py --out out/demo
 
-test: build data
+test: build data browser
 	$(PY) -m pytest -q
 	bash scripts/cmake_test.sh
 
-test-all: build data
+test-all: build data browser
 	$(PY) -m pytest -q -m ""
 
 cpp-test: venv

@@ -39,7 +39,9 @@ def write_gallery(out_root, entries, *, title: str = "cnnaural listening gallery
         the path of index.html.
     """
     e = html.escape
-    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{e(title)}</title>",
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             '<link rel="icon" href="data:,">',  # no favicon request (a 404 in the console otherwise)
+             f"<title>{e(title)}</title>",
              f"<style>{_CSS}</style></head><body>", f"<h1>{e(title)}</h1>"]
     if subtitle:
         parts.append(f"<p>{e(subtitle)}</p>")
