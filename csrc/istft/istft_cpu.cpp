@@ -42,17 +42,22 @@ at::Tensor masked_istft_cpu(const at::Tensor& stft, const at::Tensor& gain, int6
     const scalar_t* gp = gain.data_ptr<scalar_t>();
     cplx* yp = y.data_ptr<cplx>();
     const int mode_id = g.mode;
-    at::parallel_for(0, g.n * T, 16, [&](int64_t begin, int64_t end) {
+    // in tiles of kTile frames: the gain rows (N, F, T) are read along time, the output written
+    // along frequency, and both stay in cache within a tile
+    constexpr int64_t kTile = 16;
+    const int64_t tiles = (T + kTile - 1) / kTile;
+    at::parallel_for(0, g.n * tiles, 1, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
-        const int64_t n = i / T, t = i % T;
-        const cplx* xr = xp + n * x_sn + t * x_st;
-        const scalar_t* gr = gp + n * g_sn + t * g_st;
-        cplx* yr = yp + i * F;
+        const int64_t n = i / tiles, t0 = (i % tiles) * kTile, t1 = std::min(T, t0 + kTile);
         for (int64_t f = 0; f < F; ++f) {
-          const cplx v = xr[f * x_sf];
-          scalar_t re, im;
-          combine_bin<scalar_t>(v.real(), v.imag(), gr[f * g_sf], mode_id, &re, &im);
-          yr[f] = cplx(re, im);
+          const cplx* xr = xp + n * x_sn + f * x_sf;
+          const scalar_t* gr = gp + n * g_sn + f * g_sf;
+          for (int64_t t = t0; t < t1; ++t) {
+            const cplx v = xr[t * x_st];
+            scalar_t re, im;
+            combine_bin<scalar_t>(v.real(), v.imag(), gr[t * g_st], mode_id, &re, &im);
+            yp[(n * T + t) * F + f] = cplx(re, im);
+          }
         }
       }
     });
@@ -82,9 +87,20 @@ at::Tensor masked_istft_cpu(const at::Tensor& stft, const at::Tensor& gain, int6
         const int64_t n = i / chunks, j0 = (i % chunks) * kChunk, j1 = std::min(j0 + kChunk, kept);
         const scalar_t* fr = fp + n * T * n_fft;
         scalar_t* orow = op + n * out_len;
-        for (int64_t j = j0; j < j1; ++j) {
-          orow[j] = ola_gather<scalar_t>(start + j, fr, n_fft, wp, n_fft, hop_length, T) * ep[j];
+        // the frames overlapping this chunk, added in frame order (the order of the gather form,
+        // so every sample sums the same terms in the same order), then the envelope
+        scalar_t* seg = orow + j0;
+        std::fill(seg, seg + (j1 - j0), scalar_t(0));
+        int64_t f_first, f_last, unused;
+        ola_frame_range(start + j0, n_fft, hop_length, T, &f_first, &unused);
+        ola_frame_range(start + j1 - 1, n_fft, hop_length, T, &unused, &f_last);
+        for (int64_t f = f_first; f < f_last; ++f) {
+          const int64_t base = f * hop_length - start;  // output index of the frame's sample 0
+          const int64_t k0 = std::max<int64_t>(0, j0 - base), k1 = std::min<int64_t>(n_fft, j1 - base);
+          const scalar_t* fk = fr + f * n_fft;
+          for (int64_t k = k0; k < k1; ++k) orow[base + k] += fk[k] * wp[k];
         }
+        for (int64_t j = j0; j < j1; ++j) orow[j] *= ep[j];
       }
     });
   });
