@@ -16,7 +16,6 @@ and for the end-to-end cases the growth of peak resident memory while auralising
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -25,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, timeit, write  # noqa: E402
+from common import bench_args, machine, paper_auraliser, timeit, write  # noqa: E402
 
 
 def sgemm_gflops(n=2048, repeats=5):
@@ -137,16 +136,9 @@ def peak_mb(backend, seconds, layer, channels):
 
 
 def end_to_end_rows(seconds_list, layers, channels, repeats):
-    import cnnaural_ext as ca
-
     rows = []
-    spec = ca.Spectrogram()
-    torch.manual_seed(0)
     for seconds in seconds_list:
-        n = int(seconds * 11025)
-        x = torch.randn(n) * 0.1
-        model = ca.models.paper_cnn5(channels=channels, input_shape=(spec.n_bins, spec.n_frames(n))).eval()
-        aur = ca.Auraliser(model, spec)
+        aur, x = paper_auraliser(seconds, channels)
         for layer in layers:
             times = {}
             for backend in ("reference", "auto"):
@@ -164,10 +156,7 @@ def end_to_end_rows(seconds_list, layers, channels, repeats):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="small sizes, to check the script runs")
-    ap.add_argument("--out", default=None, help="folder for JSON + markdown")
-    args = ap.parse_args(argv)
+    args = bench_args(__doc__, argv)
     from cnnaural_ext import ops
 
     if not ops.native_available():

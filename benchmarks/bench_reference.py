@@ -9,30 +9,20 @@ them side by side). Not a test: nothing is asserted.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
 
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, timeit, write  # noqa: E402
+from common import bench_args, machine, paper_auraliser, timeit, write  # noqa: E402
 
 
 def auralise_rows(seconds_list, channels, repeats, layers):
-    import cnnaural_ext as ca
-
     os.environ["CNNAURAL_BACKEND"] = "reference"
     rows = []
-    spec = ca.Spectrogram(sample_rate=11025, n_fft=512, hop_length=256)
-    torch.manual_seed(0)
     for seconds in seconds_list:
-        n = int(seconds * 11025)
-        x = torch.randn(n) * 0.1
-        model = ca.models.paper_cnn5(n_classes=3, channels=channels,
-                                     input_shape=(spec.n_bins, spec.n_frames(n))).eval()
-        aur = ca.Auraliser(model, spec)
+        aur, x = paper_auraliser(seconds, channels)
         for layer in layers:
             t = timeit(lambda: aur.auralise(x, layer=layer, features="all"), repeats=repeats)
             rows.append({"case": f"auralise {seconds:g} s, layer {layer}, {channels} features",
@@ -43,10 +33,7 @@ def auralise_rows(seconds_list, channels, repeats, layers):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="tiny sizes, to check the script runs")
-    ap.add_argument("--out", default=None, help="folder for JSON + markdown")
-    args = ap.parse_args(argv)
+    args = bench_args(__doc__, argv)
     if args.quick:
         rows = auralise_rows([1.0], channels=8, repeats=1, layers=[1, 5])
     else:

@@ -28,6 +28,27 @@ def timeit(fn, repeats: int = 5, warmup: int = 1) -> dict:
     return {"median_ms": statistics.median(times), "min_ms": min(times), "max_ms": max(times), "repeats": repeats}
 
 
+def bench_args(doc: str, argv=None):
+    """The options every benchmark script takes: --quick (tiny sizes) and --out (JSON + markdown)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="tiny sizes, to check the script runs")
+    ap.add_argument("--out", default=None, help="folder for JSON + markdown")
+    return ap.parse_args(argv)
+
+
+def paper_auraliser(seconds: float, channels: int):
+    """(Auraliser of an untrained paper_cnn5 sized for the clip, a noise clip of `seconds` at 11025 Hz)."""
+    import cnnaural_ext as ca
+
+    torch.manual_seed(0)
+    spec = ca.Spectrogram(sample_rate=11025, n_fft=512, hop_length=256)
+    n = int(seconds * 11025)
+    model = ca.models.paper_cnn5(n_classes=3, channels=channels, input_shape=(spec.n_bins, spec.n_frames(n))).eval()
+    return ca.Auraliser(model, spec), torch.randn(n) * 0.1
+
+
 def machine() -> dict:
     from cnnaural_ext import ops
 

@@ -51,6 +51,16 @@ def _add_auralise(p):
     p.add_argument("--no-normalize", action="store_true", help="do not peak-normalise the clips")
 
 
+def _add_tracks_out(p):
+    """What `auralise` and `report` share: the tracks, the model, input and auralisation options, the output."""
+    p.add_argument("tracks", nargs="+", metavar="TRACK", help="audio file(s): wav, flac, ogg, opus, mp3")
+    _add_model(p)
+    _add_input(p)
+    _add_auralise(p)
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--subtype", choices=["FLOAT", "PCM_16"], default="PCM_16", help="WAV sample format (default PCM_16)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cnnaural", description="Listen to what a CNN trained on spectrograms has learned "
@@ -66,12 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("auralise", help="write WAVs and PNGs of chosen features for audio tracks",
                        description="For each TRACK write OUT/<track>/original.wav, one "
                        "layer<L>_feature<k>.wav and .png per feature, a figure per layer and manifest.json.")
-    p.add_argument("tracks", nargs="+", metavar="TRACK", help="audio file(s): wav, flac, ogg, opus, mp3")
-    _add_model(p)
-    _add_input(p)
-    _add_auralise(p)
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--subtype", choices=["FLOAT", "PCM_16"], default="PCM_16", help="WAV sample format (default PCM_16)")
+    _add_tracks_out(p)
     p.set_defaults(func=cmd_auralise)
 
     p = sub.add_parser("filters", help="draw first-layer filters, initial beside learned when the checkpoint has them")
@@ -83,12 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Like `auralise`, then OUT/index.html: per track, layer and feature the "
                        "deconvolved spectrogram, a player for the auralised clip and one for the original, and "
                        "the feature's activation statistics.")
-    p.add_argument("tracks", nargs="+", metavar="TRACK", help="audio file(s): wav, flac, ogg, opus, mp3")
-    _add_model(p)
-    _add_input(p)
-    _add_auralise(p)
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--subtype", choices=["FLOAT", "PCM_16"], default="PCM_16", help="WAV sample format (default PCM_16)")
+    _add_tracks_out(p)
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("onsets", help="score every feature of a layer as an onset detector on J.S. Bach's "
@@ -254,7 +254,7 @@ def auralise_tracks(args) -> list:
                         title=f"{name}: layer {layer}, feature {res.features[best]} (most active)")
             print(f"{name}: layer {layer}: {len(res.features)} feature(s) -> {out}")
         atomic_write(out / "manifest.json", lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=1)))
-        entries.append((name, dict(manifest, _dir=str(out))))
+        entries.append((name, manifest))
     return entries
 
 

@@ -53,7 +53,7 @@ def write_gallery(out_root, entries, *, title: str = "cnnaural listening gallery
         for layer in sorted({i["layer"] for i in m["items"]}, key=str):
             parts.append(f"<h3>layer {e(str(layer))}</h3>")
             fig = f"layer{layer}_figure.png"
-            if (Path(m.get("_dir", "")) / fig).is_file():
+            if (Path(out_root) / folder / fig).is_file():
                 parts.append(f"<div class=\"figure\"><img alt=\"layer {e(str(layer))} waveforms and spectrograms\" "
                              f"src=\"{_src(folder, fig)}\"></div>")
             parts.append('<div class="grid">')
