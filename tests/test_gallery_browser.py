@@ -1,6 +1,7 @@
 """The listening gallery in a real headless browser (Debian chromium + chromium-driver, installed
-by scripts/install_browser.sh): it loads without console errors, every image loads, and every
-audio element has a source the browser can play."""
+by scripts/install_browser.sh): it loads without console errors, every image (the figure and
+analysis sections' included) loads, every audio element has a source the browser can play, and
+names from user data (a track, a class folder) show as text."""
 import shutil
 import threading
 from functools import partial
@@ -11,6 +12,7 @@ import pytest
 from cnnaural_ext import cli
 
 from test_auralise_cli import SR, checkpoint, sf, tone  # noqa: F401  (fixture and helpers)
+from test_report_sections import EVIL_CLASS, corpus, fake_prelude  # noqa: F401  (fixtures)
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 EVIL = "<img src=x onerror=alert(1)> & co.wav"  # markup in a track name must show as text
@@ -26,11 +28,12 @@ pytestmark = [pytest.mark.browser,
 
 
 @pytest.fixture
-def gallery(checkpoint, tmp_path):  # noqa: F811
+def gallery(checkpoint, corpus, fake_prelude, tmp_path):  # noqa: F811
     sf.write(tmp_path / EVIL, tone(2.5).numpy(), SR)
     out = tmp_path / "site"
     assert cli.main(["report", str(tmp_path / EVIL), "--model", str(checkpoint), "--layer", "1,5", "--features", "0,1",
-                     "--duration", "2", "--out", str(out)]) == 0
+                     "--duration", "2", "--out", str(out), "--figures", "--onset-duration", "6",
+                     "--data", str(corpus), "--split", "all", "--cache-dir", str(tmp_path / "cache")]) == 0
     handler = partial(QuietHandler, directory=str(out))
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -56,17 +59,21 @@ def test_gallery_loads_images_and_playable_audio(gallery, tmp_path):
         WebDriverWait(driver, 20).until(lambda d: d.execute_script(
             "return Array.from(document.images).every(i => i.complete)"))
         images = driver.execute_script("return Array.from(document.images).map(i => [i.src, i.naturalWidth])")
-        assert len(images) == 2 * 2 + 2 and all(w > 0 for _, w in images), images
+        # per track 2 layers x 2 features + 2 layer figures; Figure 2, Figure 3, the selectivity heat map
+        assert len(images) == 2 * 2 + 2 + 3 and all(w > 0 for _, w in images), images
         # load every clip and wait until the browser has decoded its metadata (or failed)
         driver.execute_script("document.querySelectorAll('audio').forEach(a => { a.preload = 'auto'; a.load(); })")
         WebDriverWait(driver, 20).until(lambda d: d.execute_script(
             "return Array.from(document.querySelectorAll('audio')).every(a => a.readyState >= 1 || a.error)"))
         audio = driver.execute_script("return Array.from(document.querySelectorAll('audio')).map("
                                       "a => [a.currentSrc, a.error && a.error.code, a.duration])")
-        assert len(audio) == 1 + 2 * 2
+        assert len(audio) == 1 + 2 * 2 + 2  # + BWV 846 original and its best onset feature
         for src, err, duration in audio:
             assert err is None and duration == pytest.approx(2.0, abs=0.05), (src, err, duration)
         assert driver.find_element("tag name", "h2").text == EVIL  # shown as text; no injected image above
+        headers = driver.execute_script("return Array.from(document.querySelectorAll('th')).map(t => t.textContent)")
+        assert EVIL_CLASS in headers  # a class folder's name is a table header's text
+        assert driver.execute_script("return document.querySelectorAll('section table tbody tr').length") > 8
         errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
         assert not errors, errors
     finally:
