@@ -2,8 +2,12 @@
 
 J.S. Bach's BWV 846 Prelude (rendered from the music21 score, with its MIDI onsets as ground
 truth), one orchestral and one electronic track from the Debian packages, 4 s from 30 s in: the
-most active features of layer 1 and of the deepest layer as WAVs and PNGs, a listening gallery
-(index.html), and a Figure-3 style plot of the Prelude's opening with its onsets.
+most active features of layer 1 and of the deepest layer as WAVs and PNGs, and a listening
+gallery (index.html) with the paper's figures and analysis tables: the first-layer filters of
+the shipped model and of the shipped 12x12 model, initial beside learned (Figure 2); every
+layer-1 feature scored as an onset detector on the Prelude, with Figure 3 of the best one; and
+the mean activation of every deepest-layer feature per class over the shipped model's test
+split (the corpus is built in data/corpus on the first run, its clips cached).
 """
 import argparse
 import sys
@@ -19,42 +23,40 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="out/demo")
     ap.add_argument("--features", default="top:3")
     ap.add_argument("--duration", type=float, default=4.0)
+    ap.add_argument("--data", default="data/corpus", help="folder-per-class corpus (built here if missing)")
     args = ap.parse_args(argv)
 
     import cnnaural_ext as ca
-    from cnnaural_ext import cli, data, viz
+    from cnnaural_ext import cli, data
     from cnnaural_ext.audio import save_wav
+    from cnnaural_ext.auralise import ASSETS
 
     t0 = time.time()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    aur = ca.Auraliser.pretrained()
-    deepest = aur.deconvnet.n_layers
-    sr = aur.sample_rate
+    deepest = ca.Auraliser.pretrained().deconvnet.n_layers
 
-    wave, onsets = data.render_bwv846(sample_rate=22050, cache_dir=data.default_cache_dir())
+    wave, _ = data.render_bwv846(sample_rate=22050, cache_dir=data.default_cache_dir())
     bwv = save_wav(out / "bwv846.wav", wave, 22050)
     tracks = [bwv]
     orchestral = sorted(WESNOTH.glob("*.ogg"))
     electronic = sorted(WARZONE.glob("*/*.opus")) + sorted(WARZONE.glob("*.opus"))
     tracks += orchestral[:1] + electronic[:1]
+    corpus = Path(args.data)
+    if not corpus.is_dir():
+        print(f"building the corpus in {corpus} (once)")
+        data.prepare_corpus(corpus)
+    extra = ["--figures", "--data", str(corpus)]
+    filters_12x12 = ASSETS / "paper_cnn4_12x12.pt"
+    if filters_12x12.is_file():
+        extra += ["--filters-model", str(filters_12x12)]
     rc = cli.main(["report", *map(str, tracks), "--layer", f"1,{deepest}", "--features", args.features,
-                   "--offset", "30", "--duration", str(args.duration), "--out", str(out)])
+                   "--offset", "30", "--duration", str(args.duration), "--out", str(out), *extra])
     if rc:
         return rc
-
-    # Figure 3: the most active layer-1 feature of the Prelude's first seconds, onsets drawn
-    from cnnaural_ext.audio import load
-
-    x, _ = load(bwv, sr, duration=args.duration)
-    res = aur.auralise(x, layer=1, features="top:1")
-    X = aur.spectrogram.stft(x)
-    Y = aur.spectrogram.stft(res.audio[0])
-    fig = viz.figure3(out / "figure3_bwv846.png", x, res.audio[0], X, Y, sample_rate=sr,
-                      hop_length=aur.spectrogram.hop_length, onsets=onsets[onsets < args.duration],
-                      title=f"BWV 846 Prelude: layer 1, feature {res.features[0]} (ground-truth onsets in cyan)")
-    print(f"Figure 3: {fig.resolve()}")
-    print(f"demo done in {time.time() - t0:.0f} s: listen to {out.resolve()}/*/*.wav")
+    print(f"Figure 3: {(out / cli.ANALYSIS / 'figure3_bwv846.png').resolve()}")
+    print(f"demo done in {time.time() - t0:.0f} s: listen to {out.resolve()}/*/*.wav "
+          f"or open {(out / 'index.html').resolve()}")
     return 0
 
 

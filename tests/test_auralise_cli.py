@@ -236,7 +236,8 @@ def test_checkpoints_load_weights_only(tmp_path, capsys):
 
 @pytest.mark.audio
 def test_demo_runs_and_writes_what_the_readme_says(tmp_path):
-    """`make demo`'s script: BWV 846 plus real tracks with the shipped model."""
+    """`make demo`'s script: BWV 846 plus real tracks with the shipped model, and the gallery's
+    figure and analysis sections (the corpus's test split for the class selectivity)."""
     if not Path("/usr/share/games/wesnoth/1.16/data/core/music").is_dir():
         pytest.skip("the Debian music packages are not installed (scripts/install_data.sh)")
     pytest.importorskip("music21")
@@ -244,10 +245,14 @@ def test_demo_runs_and_writes_what_the_readme_says(tmp_path):
 
     root = Path(__file__).resolve().parents[1]
     demo = runpy.run_path(str(root / "scripts" / "demo.py"))
-    assert demo["main"](["--out", str(tmp_path), "--features", "top:2"]) == 0
-    assert (tmp_path / "figure3_bwv846.png").stat().st_size > 10_000
-    assert "<audio" in (tmp_path / "index.html").read_text()
-    folders = [d for d in tmp_path.iterdir() if d.is_dir()]
+    corpus = root / "data" / "corpus"  # built by the demo on its first run, as `make demo` does
+    assert demo["main"](["--out", str(tmp_path), "--features", "top:2", "--data", str(corpus)]) == 0
+    analysis = tmp_path / cli.ANALYSIS
+    assert (analysis / "figure3_bwv846.png").stat().st_size > 10_000
+    assert {"figure2_filters.png", "onsets.md", "selectivity.png", "selectivity.md"} <= {p.name for p in analysis.iterdir()}
+    page = (tmp_path / "index.html").read_text()
+    assert "<audio" in page and all(f'<section id="{s}">' in page for s in ("figure2", "onsets", "selectivity"))
+    folders = [d for d in tmp_path.iterdir() if d.is_dir() and d != analysis]
     assert len(folders) == 3  # BWV 846, one orchestral, one electronic track
     for d in folders:
         names = {p.name for p in d.iterdir()}
