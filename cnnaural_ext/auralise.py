@@ -69,6 +69,7 @@ class Auraliser:
             p = next(model.parameters(), None)
             device = p.device if p is not None else torch.device("cpu")
         self.device = torch.device(device)
+        self.model.to(self.device)
         self.spectrogram.to(self.device)
         self.deconvnet = DeconvNet(model)
         self.meta: dict = {}
@@ -130,11 +131,11 @@ class Auraliser:
             act = self.deconvnet.activation(rec, layer)[0]
             maps, feats = self.deconvnet.deconvolve(rec, layer, features, seed=seed, return_features=True)
         maps = maps[:, 0]  # (K, F', T)
-        stats = [_stats(act[k]) for k in feats]
+        stats = _stats(act[list(feats)])
         gain = spec.to_linear(maps, kind=mode, mel_inverse=mel_inverse)
         n = x_wave.shape[0]
         istft_kw = dict(n_fft=spec.n_fft, hop_length=spec.hop_length, win_length=spec.win_length,
-                        window=spec.window64.to(gain), center=spec.center, length=n)
+                        window=spec.window_like(gain), center=spec.center, length=n)
         audio = ops.masked_istft(X, gain.contiguous(), mode=mode, **istft_kw)
         if phase == "griffinlim":
             mag = (X.abs() * gain).abs() if mode == "mask" else gain
@@ -160,5 +161,8 @@ def griffin_lim(mag: torch.Tensor, audio: torch.Tensor, spec: Spectrogram, n_ite
     return audio
 
 
-def _stats(a: torch.Tensor) -> dict:
-    return {"max": float(a.max()), "mean": float(a.mean()), "active": float((a > 0).float().mean())}
+def _stats(a: torch.Tensor) -> list[dict]:
+    """Per feature of a (K, h, w): max, mean and active fraction, read back in one transfer."""
+    flat = a.reshape(a.shape[0], -1)
+    table = torch.stack([flat.amax(1), flat.mean(1), (flat > 0).float().mean(1)], 1).tolist() if a.numel() else []
+    return [{"max": m, "mean": u, "active": f} for m, u, f in table]

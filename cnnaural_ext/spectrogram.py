@@ -92,6 +92,9 @@ class Spectrogram(torch.nn.Module):
         # kept in float64 and cast to the signal's dtype, so a float64 STFT is float64-accurate
         self.register_buffer("window64", torch.hann_window(self.win_length, periodic=True, dtype=torch.float64),
                              persistent=False)
+        # the same window in float32, kept (not cast per call) so the native inverse STFT finds its
+        # cached envelope by the tensor's identity
+        self.register_buffer("window32", self.window64.float(), persistent=False)
         fb = mel_filterbank(self.sample_rate, self.n_fft, n_mels, f_min, f_max) if n_mels else torch.empty(0)
         self.register_buffer("mel_fb", fb, persistent=False)
 
@@ -106,7 +109,16 @@ class Spectrogram(torch.nn.Module):
     @property
     def window(self) -> torch.Tensor:
         """The periodic Hann window (win_length,), float32."""
-        return self.window64.float()
+        return self.window32
+
+    def window_like(self, x: torch.Tensor) -> torch.Tensor:
+        """The window in x's real dtype, on x's device: a kept buffer for float32/float64 (moved
+        with the module), a cast otherwise."""
+        dtype = x.real.dtype if x.is_complex() else x.dtype
+        w = {torch.float32: self.window32, torch.float64: self.window64}.get(dtype)
+        if w is None or w.device != x.device:
+            w = self.window64.to(device=x.device, dtype=dtype)
+        return w
 
     @property
     def n_freqs(self) -> int:
@@ -140,7 +152,7 @@ class Spectrogram(torch.nn.Module):
         if not x.is_floating_point():
             x = x.float()
         X = torch.stft(x, self.n_fft, self.hop_length, self.win_length,
-                       self.window64.to(device=x.device, dtype=x.dtype), center=self.center,
+                       self.window_like(x), center=self.center,
                        pad_mode="reflect", return_complex=True)
         return X.reshape(*batch, *X.shape[-2:])
 

@@ -3,6 +3,8 @@
 #include <ATen/Parallel.h>
 #include <torch/extension.h>
 
+#include "istft/istft.h"
+
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -34,4 +36,6 @@ pybind11::dict build_info() {
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "cnnaural_ext native kernels (ops are registered under torch.ops.cnnaural)";
   m.def("build_info", &build_info, "How this extension was built and how many threads it uses.");
+  m.def("envelope_cache_size", &cnnaural::envelope_cache_size,
+        "Window envelopes masked_istft holds (per window tensor, version and geometry).");
 }

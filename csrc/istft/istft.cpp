@@ -1,7 +1,14 @@
 // Backend-independent part of masked_istft: argument validation and window padding.
 #include "istft.h"
 
+#include <ATen/Dispatch.h>
+#include <c10/util/intrusive_ptr.h>
+
+#include <deque>
+#include <mutex>
+
 #include "../common/checks.h"
+#include "istft_math.h"
 
 namespace cnnaural {
 
@@ -63,6 +70,80 @@ at::Tensor padded_window(const at::Tensor& window, int64_t n_fft, int64_t win_le
   if (win_length == n_fft) return window.contiguous();
   const int64_t left = (n_fft - win_length) / 2;
   return at::constant_pad_nd(window, {left, n_fft - win_length - left}, 0).contiguous();
+}
+
+namespace {
+constexpr double kNolaTolerance = 1e-11;  // torch.istft's threshold on the window envelope
+constexpr size_t kEnvelopeCacheEntries = 16;
+
+struct EnvelopeEntry {
+  // A weak reference keeps the window's TensorImpl from being reused at the same address while
+  // the entry lives, so (impl, version) identifies the window's values.
+  c10::weak_intrusive_ptr<c10::TensorImpl, c10::UndefinedTensorImpl> window;
+  uint32_t version;
+  int64_t n_fft, hop, win_length, n_frames, start, kept;
+  at::Tensor inv_env;
+};
+
+std::mutex envelope_mutex;
+std::deque<EnvelopeEntry> envelope_cache;  // most recent first
+
+at::Tensor compute_inverse_envelope(const char* op, const at::Tensor& window, int64_t n_fft, int64_t hop,
+                                    int64_t win_length, int64_t n_frames, int64_t start, int64_t kept) {
+  const at::Tensor win = padded_window(window.cpu(), n_fft, win_length);
+  at::Tensor inv_env = at::empty({kept}, win.options());
+  AT_DISPATCH_FLOATING_TYPES(win.scalar_type(), "inverse_envelope", [&] {
+    const scalar_t* wp = win.data_ptr<scalar_t>();
+    scalar_t* ep = inv_env.data_ptr<scalar_t>();
+    double env_min = kept > 0 ? 1e300 : 1.0;
+    for (int64_t j = 0; j < kept; ++j) {
+      const scalar_t e = ola_envelope<scalar_t>(start + j, wp, n_fft, hop, n_frames);
+      env_min = std::min(env_min, static_cast<double>(e < 0 ? -e : e));
+      ep[j] = scalar_t(1) / e;
+    }
+    CNNAURAL_CHECK(env_min >= kNolaTolerance, op,
+                   "the window does not satisfy the nonzero overlap-add constraint (NOLA): its envelope falls to ",
+                   env_min, " inside the output; use a longer window or a smaller hop_length");
+  });
+  return inv_env.to(window.device());
+}
+}  // namespace
+
+at::Tensor inverse_envelope(const char* op, const at::Tensor& window, int64_t n_fft, int64_t hop_length,
+                            int64_t win_length, int64_t n_frames, int64_t start, int64_t kept) {
+  if (window.is_inference()) {  // no version counter: cannot tell an in-place change, so no cache
+    return compute_inverse_envelope(op, window, n_fft, hop_length, win_length, n_frames, start, kept);
+  }
+  const uint32_t version = window._version();
+  const c10::TensorImpl* impl = window.unsafeGetTensorImpl();
+  {
+    std::lock_guard<std::mutex> lock(envelope_mutex);
+    for (auto it = envelope_cache.begin(); it != envelope_cache.end(); ++it) {
+      if (it->window._unsafe_get_target() == impl && !it->window.expired() && it->version == version &&
+          it->n_fft == n_fft && it->hop == hop_length && it->win_length == win_length &&
+          it->n_frames == n_frames && it->start == start && it->kept == kept) {
+        at::Tensor hit = it->inv_env;
+        if (it != envelope_cache.begin()) {
+          EnvelopeEntry e = std::move(*it);
+          envelope_cache.erase(it);
+          envelope_cache.push_front(std::move(e));
+        }
+        return hit;
+      }
+    }
+  }
+  at::Tensor inv_env = compute_inverse_envelope(op, window, n_fft, hop_length, win_length, n_frames, start, kept);
+  std::lock_guard<std::mutex> lock(envelope_mutex);
+  envelope_cache.push_front(EnvelopeEntry{c10::weak_intrusive_ptr<c10::TensorImpl, c10::UndefinedTensorImpl>(
+                                              window.getIntrusivePtr()),
+                                          version, n_fft, hop_length, win_length, n_frames, start, kept, inv_env});
+  while (envelope_cache.size() > kEnvelopeCacheEntries) envelope_cache.pop_back();
+  return inv_env;
+}
+
+int64_t envelope_cache_size() {
+  std::lock_guard<std::mutex> lock(envelope_mutex);
+  return static_cast<int64_t>(envelope_cache.size());
 }
 
 }  // namespace cnnaural

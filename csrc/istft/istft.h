@@ -39,4 +39,14 @@ IstftGeometry check_masked_istft(const char* op, const at::Tensor& stft, const a
 // The window zero-padded to n_fft, centred as torch.istft does.
 at::Tensor padded_window(const at::Tensor& window, int64_t n_fft, int64_t win_length);
 
+// 1 / (window envelope) for output samples start .. start + kept - 1 of a T-frame overlap-add,
+// on the window's device, in its dtype; raises torch.istft's NOLA error where the envelope
+// vanishes. Cached per (window tensor and its version, n_fft, hop, T, start, kept): a hit costs
+// no computation and no host-device synchronisation (a miss reads the window on the host once).
+at::Tensor inverse_envelope(const char* op, const at::Tensor& window, int64_t n_fft, int64_t hop_length,
+                            int64_t win_length, int64_t n_frames, int64_t start, int64_t kept);
+
+// Entries in the envelope cache (for tests).
+int64_t envelope_cache_size();
+
 }  // namespace cnnaural

@@ -14,7 +14,6 @@ namespace cnnaural {
 
 namespace {
 constexpr const char* kOp = "masked_istft";
-constexpr double kNolaTolerance = 1e-11;  // torch.istft's threshold on the window envelope
 }  // namespace
 
 at::Tensor masked_istft_cpu(const at::Tensor& stft, const at::Tensor& gain, int64_t n_fft,
@@ -27,7 +26,7 @@ at::Tensor masked_istft_cpu(const at::Tensor& stft, const at::Tensor& gain, int6
   if (g.n == 0 || g.out_len == 0) return out;
 
   const at::Tensor win = padded_window(window, n_fft, win_length);
-  const at::Tensor x = g.stft_batched ? stft : stft.unsqueeze(0);
+  const at::Tensor x = (g.stft_batched ? stft : stft.unsqueeze(0)).resolve_conj();
   const int64_t x_sn = x.size(0) == 1 ? 0 : x.stride(0), x_sf = x.stride(1), x_st = x.stride(2);
   const int64_t g_sn = gain.stride(0), g_sf = gain.stride(1), g_st = gain.stride(2);
   const int64_t T = g.n_frames, F = g.n_freqs;
@@ -63,19 +62,10 @@ at::Tensor masked_istft_cpu(const at::Tensor& stft, const at::Tensor& gain, int6
     });
     // 2. inverse real FFT of every frame: (N, T, n_fft)
     const at::Tensor frames = at::fft_irfft(y, n_fft, -1).contiguous();
-    // 3. inverse window envelope of the kept samples, shared by every row; NOLA check as torch.istft
+    // 3. inverse window envelope of the kept samples, shared by every row (cached)
     const scalar_t* wp = win.data_ptr<scalar_t>();
-    at::Tensor inv_env = at::empty({kept}, gain.options());
-    scalar_t* ep = inv_env.data_ptr<scalar_t>();
-    double env_min = kept > 0 ? 1e300 : 1.0;
-    for (int64_t j = 0; j < kept; ++j) {
-      const scalar_t e = ola_envelope<scalar_t>(g.start + j, wp, n_fft, hop_length, T);
-      env_min = std::min(env_min, static_cast<double>(e < 0 ? -e : e));
-      ep[j] = scalar_t(1) / e;
-    }
-    CNNAURAL_CHECK(env_min >= kNolaTolerance, kOp,
-                   "the window does not satisfy the nonzero overlap-add constraint (NOLA): its envelope falls to ",
-                   env_min, " inside the output; use a longer window or a smaller hop_length");
+    const at::Tensor inv_env = inverse_envelope(kOp, window, n_fft, hop_length, win_length, T, g.start, kept);
+    const scalar_t* ep = inv_env.data_ptr<scalar_t>();
     // 4. fused window x overlap-add x envelope x trim
     const scalar_t* fp = frames.data_ptr<scalar_t>();
     scalar_t* op = out.data_ptr<scalar_t>();
