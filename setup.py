@@ -39,7 +39,7 @@ def extensions():
 
     macros = [("CNNAURAL_VERSION", f'"{VERSION}"')]
     arch = os.environ.get("CNNAURAL_CPU_ARCH", "native")
-    cxx = ["-O3", "-fopenmp", "-std=c++17"] + ([f"-march={arch}"] if arch not in ("", "none") else [])
+    cxx = ["-O3", "-fopenmp", "-std=c++20"] + ([f"-march={arch}"] if arch not in ("", "none") else [])
     if with_cuda:
         macros.append(("CNNAURAL_WITH_CUDA", None))
         ext = cpp_extension.CUDAExtension(

@@ -1,8 +1,9 @@
 """Typed entry points of the native ops, with their fake (meta) kernels, and the routing between
 the native kernels (torch.ops.cnnaural.*) and the pure-PyTorch twins in reference.py.
 
-Routing: the native kernel runs when `_C` is built, has a kernel for the tensors' device and the
-case needs no autograd the kernel lacks; otherwise the reference runs. `CNNAURAL_BACKEND=reference`
+Routing: the native kernel runs when `_C` is built, has a kernel for the tensors' device, the
+dtype is float32 or float64 and the case needs no autograd the kernel lacks; otherwise the
+reference runs (float16/bfloat16 included). `CNNAURAL_BACKEND=reference`
 forces the reference everywhere (for comparisons); `CNNAURAL_BACKEND=native` makes a missing
 native kernel an error instead of a silent fallback.
 """
@@ -55,14 +56,19 @@ def _has_native_kernel(op: str, device: torch.device) -> bool:
     return key is not None and torch._C._dispatch_has_kernel_for_dispatch_key(f"cnnaural::{op}", key)
 
 
-def _use_native(op: str, device: torch.device, needs_grad: bool) -> bool:
+NATIVE_DTYPES = (torch.float32, torch.float64)
+
+
+def _use_native(op: str, device: torch.device, needs_grad: bool, dtype: torch.dtype = torch.float32) -> bool:
     b = backend()
     if b == "reference":
         return False
-    ok = _has_native_kernel(op, device) and not needs_grad
+    ok = _has_native_kernel(op, device) and not needs_grad and dtype in NATIVE_DTYPES
     if b == "native" and not ok:
         why = "no native build" if _C is None else (
-            "autograd through it runs on the reference" if needs_grad else f"no {device.type} kernel")
+            "autograd through it runs on the reference" if needs_grad else
+            f"the kernels take float32 and float64, not {dtype}" if dtype not in NATIVE_DTYPES else
+            f"no {device.type} kernel")
         raise CnnauralError(f"CNNAURAL_BACKEND=native but {op} cannot run natively here ({why}); "
                             "unset CNNAURAL_BACKEND to fall back to the reference")
     return ok
@@ -164,7 +170,7 @@ def unpool_conv_transpose2d(input: torch.Tensor, indices: torch.Tensor, weight: 
     check_indices(indices, unpool_size, op)
     args = dict(unpool_size=unpool_size, stride=stride, padding=padding, output_padding=output_padding,
                 dilation=dilation, rectify=rectify, channels=channels)
-    if _use_native(op, input.device, False):
+    if _use_native(op, input.device, False, input.dtype):
         return torch.ops.cnnaural.unpool_conv_transpose2d(input, indices, weight, bias, unpool_size, stride,
                                                           padding, output_padding, dilation, rectify, channels)
     return reference.unpool_conv_transpose2d(input, indices, weight, bias, **args)
@@ -243,7 +249,10 @@ def _default_window(win_length, dtype, device):
     key = (win_length, dtype, device)
     w = _window_cache.get(key)
     if w is None:
-        w = _window_cache[key] = torch.ones(win_length, dtype=dtype, device=device)
+        # a normal tensor even under inference_mode: the native op caches its envelope by the
+        # window's version counter, which inference tensors lack
+        with torch.inference_mode(False):
+            w = _window_cache[key] = torch.ones(win_length, dtype=dtype, device=device)
     return w
 
 
@@ -312,7 +321,7 @@ def masked_istft(stft: torch.Tensor, gain: torch.Tensor, *, n_fft: int, hop_leng
         window = _default_window(win_length, gain.dtype, gain.device)
     _check_masked_istft(stft, gain, n_fft, hop_length, win_length, window, length, mode)
     needs_grad = torch.is_grad_enabled() and (gain.requires_grad or stft.requires_grad or window.requires_grad)
-    if _use_native("masked_istft", gain.device, needs_grad):
+    if _use_native("masked_istft", gain.device, needs_grad, gain.dtype):
         return torch.ops.cnnaural.masked_istft(stft, gain, n_fft, hop_length, win_length, window, center,
                                                length, mode)
     return reference.masked_istft(stft, gain, n_fft=n_fft, hop_length=hop_length, win_length=win_length,

@@ -1,5 +1,6 @@
 """Native kernels against their pure-PyTorch twins, property-based: random geometry, sparsity,
-broadcast and full switches, strides, dtypes; bad switches caught in the kernel itself; opcheck."""
+broadcast and full switches, strides, dtypes; bad switches caught in the kernel itself; opcheck.
+Every kernel test runs on every device (conftest skips the "cuda" cases without a GPU)."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,6 +10,8 @@ from hypothesis import strategies as st
 from cnnaural_ext import ops, reference
 
 pytestmark = pytest.mark.skipif(not ops.native_available(), reason="native extension not built")
+DEVICES = ["cpu", "cuda"]
+on_every_device = pytest.mark.parametrize("device", DEVICES)
 
 
 def pooled_case(draw_or_rng, N, C_out, C_in, H, W, pool_k, pool_s, k, stride, padding, dilation, dtype,
@@ -29,6 +32,7 @@ def pooled_case(draw_or_rng, N, C_out, C_in, H, W, pool_k, pool_s, k, stride, pa
     return x.to(device), idx.to(device), weight.to(device), (H, W)
 
 
+@on_every_device
 @settings(max_examples=60, deadline=None)
 @given(N=st.integers(1, 5), C_out=st.integers(1, 6), C_in=st.integers(1, 20), H=st.integers(2, 13),
        W=st.integers(2, 13), pool=st.sampled_from([(2, 2), (3, 2), (2, 1), (3, 3), (1, 1)]),
@@ -38,12 +42,12 @@ def pooled_case(draw_or_rng, N, C_out, C_in, H, W, pool_k, pool_s, k, stride, pa
        sparsity=st.sampled_from(["dense", "half", "one-feature"]), rectify=st.booleans(),
        bias=st.booleans(), seed=st.integers(0, 2**16))
 def test_native_equals_reference(N, C_out, C_in, H, W, pool, kh, kw, stride, padding, dilation, dtype, broadcast,
-                                 sparsity, rectify, bias, seed):
+                                 sparsity, rectify, bias, seed, device):
     if pool[0] > min(H, W):
         return
     x, idx, weight, usize = pooled_case(seed, N, C_out, C_in, H, W, pool[0], pool[1], (kh, kw), stride, padding,
-                                        dilation, dtype, broadcast, sparsity)
-    b = torch.randn(C_in, dtype=dtype) if bias else None
+                                        dilation, dtype, broadcast, sparsity, device)
+    b = torch.randn(C_in, dtype=dtype, device=device) if bias else None
     # the largest output_padding allowed, to exercise it too
     op = tuple(max(0, min(stride[d], dilation[d]) - 1) if max(stride[d], dilation[d]) > 1 else 0 for d in range(2))
     for d in range(2):
@@ -53,12 +57,14 @@ def test_native_equals_reference(N, C_out, C_in, H, W, pool, kh, kw, stride, pad
     want = reference.unpool_conv_transpose2d(x, idx, weight, b, unpool_size=usize, stride=stride, padding=padding,
                                              output_padding=op, dilation=dilation, rectify=rectify)
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
+    assert got.device == x.device
     torch.testing.assert_close(got, want, **tol)
 
 
-def test_non_contiguous_inputs_and_channels_last():
+@on_every_device
+def test_non_contiguous_inputs_and_channels_last(device):
     x, idx, weight, usize = pooled_case(3, 4, 6, 8, 12, 10, 2, 2, (3, 3), (1, 1), (1, 1), (1, 1), torch.float64,
-                                        False, "half")
+                                        False, "half", device)
     want = reference.unpool_conv_transpose2d(x, idx, weight, unpool_size=usize, padding=(1, 1))
     xs = x.transpose(2, 3).contiguous().transpose(2, 3)  # same values, other strides
     idxs = idx.contiguous(memory_format=torch.channels_last)
@@ -82,23 +88,60 @@ def test_results_are_deterministic_across_threads():
     assert torch.equal(one, many)
 
 
+@pytest.mark.cuda
+@pytest.mark.parametrize("compact", [False, True])
+@pytest.mark.parametrize("pool", [(2, 2), (3, 2), (3, 1)])  # (3, 1): up to 9 windows share a switch
+def test_cuda_results_are_the_same_run_to_run(compact, pool):
+    """No floating-point atomics: repeated switches are summed in raster order by one thread."""
+    x, idx, weight, usize = pooled_case(6, 5, 8, 16, 19, 17, pool[0], pool[1], (3, 3), (1, 1), (1, 1), (1, 1),
+                                        torch.float32, True, "dense", "cuda")
+    channels = None
+    if compact:
+        channels = torch.arange(5, device="cuda") % 8
+        x = x[:, :1].contiguous()
+    args = (x, idx, weight, None, usize, (1, 1), (1, 1), (0, 0), (1, 1), True, channels)
+    first = torch.ops.cnnaural.unpool_conv_transpose2d(*args)
+    for _ in range(3):
+        assert torch.equal(torch.ops.cnnaural.unpool_conv_transpose2d(*args), first)
+    dense = x if channels is None else reference.densify(x, channels, 8)
+    want = reference.unpool_conv_transpose2d(dense.double(), idx, weight.double(), unpool_size=usize, padding=1)
+    torch.testing.assert_close(first.double(), want, rtol=1e-5, atol=1e-5)
+
+
+@on_every_device
 @settings(max_examples=40, deadline=None)
-@given(bad=st.one_of(st.integers(-2**40, -1), st.integers(64, 2**40)), pos=st.integers(0, 2 * 3 * 4 * 4 - 1))
-def test_kernel_rejects_bad_switches(bad, pos):
-    """The kernel's own check (the Python wrapper checks first; this is the safety net)."""
-    x = torch.rand(2, 3, 4, 4) + 0.1
-    idx = torch.randint(0, 64, (2, 3, 4, 4))
+@given(bad=st.one_of(st.integers(-2**40, -1), st.integers(64, 2**40)), pos=st.integers(0, 2 * 3 * 4 * 4 - 1),
+       compact=st.booleans())
+def test_kernel_rejects_bad_switches(bad, pos, compact, device):
+    """The kernel's own check (the Python wrapper checks first; this is the safety net): an error
+    naming the op, never a crash or a device assert — the device stays usable afterwards."""
+    x = torch.rand(2, 3, 4, 4, device=device) + 0.1
+    idx = torch.randint(0, 64, (2, 3, 4, 4), device=device)
     idx.view(-1)[pos] = bad
+    channels = None
+    if compact:
+        c_bad = pos // 16 % 3  # both seeds take the channel that holds the bad switch
+        channels = torch.tensor([c_bad, c_bad], device=device)
+        x = x[:, :1]
     with pytest.raises(RuntimeError, match="unpool_conv_transpose2d: indices must lie in"):
-        torch.ops.cnnaural.unpool_conv_transpose2d(x, idx, torch.rand(3, 2, 3, 3), None, (8, 8), (1, 1), (1, 1),
-                                                   (0, 0), (1, 1), True)
+        torch.ops.cnnaural.unpool_conv_transpose2d(x, idx, torch.rand(3, 2, 3, 3, device=device), None, (8, 8),
+                                                   (1, 1), (1, 1), (0, 0), (1, 1), True, channels)
+    torch.ones(1, device=device).sum().item()  # the device still works
 
 
-def test_empty_inputs():
-    out = torch.ops.cnnaural.unpool_conv_transpose2d(torch.rand(0, 3, 4, 4), torch.zeros(1, 3, 4, 4, dtype=torch.long),
-                                                     torch.rand(3, 2, 3, 3), None, (8, 8), (1, 1), (1, 1), (0, 0),
-                                                     (1, 1), True)
-    assert out.shape == (0, 2, 8, 8)
+@on_every_device
+def test_empty_inputs(device):
+    out = torch.ops.cnnaural.unpool_conv_transpose2d(torch.rand(0, 3, 4, 4, device=device),
+                                                     torch.zeros(1, 3, 4, 4, dtype=torch.long, device=device),
+                                                     torch.rand(3, 2, 3, 3, device=device), None, (8, 8), (1, 1),
+                                                     (1, 1), (0, 0), (1, 1), True)
+    assert out.shape == (0, 2, 8, 8) and out.device.type == device
+    bias = torch.rand(2, device=device)
+    out = torch.ops.cnnaural.unpool_conv_transpose2d(torch.rand(2, 3, 0, 4, device=device),
+                                                     torch.zeros(1, 3, 0, 4, dtype=torch.long, device=device),
+                                                     torch.rand(3, 2, 3, 3, device=device), bias, (8, 8), (1, 1),
+                                                     (1, 1), (0, 0), (1, 1), True)
+    torch.testing.assert_close(out, bias.view(1, 2, 1, 1).expand(2, 2, 8, 8))
 
 
 def test_routing_follows_the_backend_switch(monkeypatch):
@@ -114,23 +157,43 @@ def test_routing_follows_the_backend_switch(monkeypatch):
     assert calls == [1] and ops.active_backend("unpool_conv_transpose2d") == "reference"
 
 
+@on_every_device
+def test_half_precision_runs_on_the_reference(device, monkeypatch):
+    """The kernels take float32/float64; bfloat16 goes to the reference, or is refused with the
+    reason when CNNAURAL_BACKEND=native."""
+    from cnnaural_ext.errors import CnnauralError
+
+    x, idx, weight, usize = pooled_case(1, 2, 3, 4, 8, 8, 2, 2, (3, 3), (1, 1), (1, 1), (1, 1), torch.float32,
+                                        True, "half", device)
+    got = ops.unpool_conv_transpose2d(x.bfloat16(), idx, weight.bfloat16(), unpool_size=usize, padding=1)
+    want = ops.unpool_conv_transpose2d(x, idx, weight, unpool_size=usize, padding=1)
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), want, rtol=0.05, atol=0.1)
+    monkeypatch.setenv("CNNAURAL_BACKEND", "native")
+    with pytest.raises(CnnauralError, match="float32 and float64"):
+        ops.unpool_conv_transpose2d(x.bfloat16(), idx, weight.bfloat16(), unpool_size=usize, padding=1)
+
+
+@on_every_device
 @pytest.mark.parametrize("broadcast", [True, False])
-def test_opcheck(broadcast):
+def test_opcheck(broadcast, device):
     x, idx, weight, usize = pooled_case(2, 3, 4, 5, 8, 6, 2, 2, (3, 3), (1, 1), (1, 1), (1, 1), torch.float64,
-                                        broadcast, "half")
+                                        broadcast, "half", device)
     x.requires_grad_(True)
     weight.requires_grad_(True)
-    args = (x, idx, weight, torch.rand(5, dtype=torch.float64, requires_grad=True), list(usize), [1, 1], [1, 1],
+    args = (x, idx, weight, torch.rand(5, dtype=torch.float64, device=device, requires_grad=True), list(usize),
+            [1, 1], [1, 1],
             [0, 0], [1, 1], True)
     torch.library.opcheck(torch.ops.cnnaural.unpool_conv_transpose2d, args)
 
 
-def test_gradcheck_native_backward():
+@on_every_device
+def test_gradcheck_native_backward(device):
     x, idx, weight, usize = pooled_case(4, 2, 3, 2, 6, 6, 3, 2, (3, 3), (2, 2), (1, 1), (1, 1), torch.float64,
-                                        True, "dense")
+                                        True, "dense", device)
     x.requires_grad_(True)
     weight.requires_grad_(True)
-    bias = torch.rand(2, dtype=torch.float64, requires_grad=True)
+    bias = torch.rand(2, dtype=torch.float64, device=device, requires_grad=True)
 
     def f(x, w, b):
         return torch.ops.cnnaural.unpool_conv_transpose2d(x, idx, w, b, usize, (2, 2), (1, 1), (1, 1), (1, 1), True)
@@ -138,16 +201,17 @@ def test_gradcheck_native_backward():
     assert torch.autograd.gradcheck(f, (x, weight, bias))
 
 
+@on_every_device
 @settings(max_examples=30, deadline=None)
-@given(N=st.integers(1, 6), C_out=st.integers(1, 6), C_in=st.integers(1, 20), broadcast=st.booleans(),
+@given(N=st.integers(1, 6), C_out=st.integers(1, 6), C_in=st.integers(1, 40), broadcast=st.booleans(),
        pool=st.sampled_from([(2, 2), (3, 2)]), dtype=st.sampled_from([torch.float32, torch.float64]),
-       seed=st.integers(0, 2**16))
-def test_compact_one_feature_seeds_equal_their_dense_form(N, C_out, C_in, broadcast, pool, dtype, seed):
+       k=st.sampled_from([(3, 3), (1, 1), (12, 12)]), seed=st.integers(0, 2**16))
+def test_compact_one_feature_seeds_equal_their_dense_form(N, C_out, C_in, broadcast, pool, dtype, k, seed, device):
     g = torch.Generator().manual_seed(seed)
-    _, idx, weight, usize = pooled_case(seed, N, C_out, C_in, 11, 9, pool[0], pool[1], (3, 3), (1, 1), (1, 1),
-                                        (1, 1), dtype, broadcast, "dense")
-    x = torch.randn(N, 1, *idx.shape[-2:], generator=g, dtype=dtype)
-    channels = torch.randint(C_out, (N,), generator=g)
+    _, idx, weight, usize = pooled_case(seed, N, C_out, C_in, 11, 9, pool[0], pool[1], k, (1, 1), (1, 1),
+                                        (1, 1), dtype, broadcast, "dense", device)
+    x = torch.randn(N, 1, *idx.shape[-2:], generator=g, dtype=dtype).to(device)
+    channels = torch.randint(C_out, (N,), generator=g).to(device)
     dense = reference.densify(x, channels, C_out)
     got = torch.ops.cnnaural.unpool_conv_transpose2d(x, idx, weight, None, usize, (1, 1), (1, 1), (0, 0), (1, 1),
                                                      True, channels)
@@ -157,14 +221,16 @@ def test_compact_one_feature_seeds_equal_their_dense_form(N, C_out, C_in, broadc
     torch.testing.assert_close(via_ops, got)
 
 
-def test_compact_seeds_bad_channels_and_grad():
+@on_every_device
+def test_compact_seeds_bad_channels_and_grad(device):
     _, idx, weight, usize = pooled_case(1, 3, 4, 2, 8, 8, 2, 2, (3, 3), (1, 1), (1, 1), (1, 1), torch.float64,
-                                        True, "dense")
-    x = torch.rand(3, 1, 4, 4, dtype=torch.float64, requires_grad=True)
-    with pytest.raises(RuntimeError, match="channels must lie in"):
-        torch.ops.cnnaural.unpool_conv_transpose2d(x.detach(), idx, weight, None, usize, (1, 1), (1, 1), (0, 0),
-                                                   (1, 1), True, torch.tensor([0, 4, 1]))
-    channels = torch.tensor([2, 0, 2])
+                                        True, "dense", device)
+    x = torch.rand(3, 1, 4, 4, dtype=torch.float64, device=device, requires_grad=True)
+    for bad in ([0, 4, 1], [0, -1, 1]):
+        with pytest.raises(RuntimeError, match="channels must lie in"):
+            torch.ops.cnnaural.unpool_conv_transpose2d(x.detach(), idx, weight, None, usize, (1, 1), (1, 1), (0, 0),
+                                                       (1, 1), True, torch.tensor(bad, device=device))
+    channels = torch.tensor([2, 0, 2], device=device)
     w = weight.clone().requires_grad_(True)
     assert torch.autograd.gradcheck(
         lambda x, w: torch.ops.cnnaural.unpool_conv_transpose2d(x, idx, w, None, usize, (1, 1), (1, 1), (0, 0),

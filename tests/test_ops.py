@@ -389,6 +389,55 @@ def test_masked_istft_empty(backend, monkeypatch):
 
 
 @needs_native_istft
+@pytest.mark.parametrize("device", DEVICES)
+def test_masked_istft_envelope_cache(device):
+    """The window envelope is computed once per (window, geometry): a repeat call adds no cache
+    entry; an in-place change of the window (a new version) or another length is recomputed."""
+    from cnnaural_ext import _C
+
+    window = torch.hann_window(64, dtype=torch.float64, device=device)
+    stft = make_stft(900, 64, 16, 64, window, True, device=device)
+    gain = torch.rand(2, *stft.shape, dtype=torch.float64, device=device)
+    kw = dict(n_fft=64, hop_length=16, window=window)
+    first = ops.masked_istft(stft, gain, **kw)
+    size = _C.envelope_cache_size()
+    again = ops.masked_istft(stft, gain, **kw)
+    assert _C.envelope_cache_size() == size and torch.equal(again, first)
+    with torch.no_grad():
+        window.mul_(0.5).add_(0.25)  # same tensor, new values
+    changed = ops.masked_istft(stft, gain, **kw)
+    assert_close_to(changed, torch_istft(stft, gain, "mask", **kw), torch.float64)
+    shorter = ops.masked_istft(stft, gain, length=500, **kw)
+    assert_close_to(shorter, torch_istft(stft, gain, "mask", length=500, **kw), torch.float64)
+    for _ in range(40):  # bounded: old entries are dropped
+        w = torch.hann_window(64, dtype=torch.float64, device=device) + 0.1
+        ops.masked_istft(stft, gain, n_fft=64, hop_length=16, window=w)
+    assert _C.envelope_cache_size() <= 16
+    with torch.inference_mode():  # inference tensors have no version counter: computed every call
+        w = torch.hann_window(64, dtype=torch.float64, device=device) + 0.1
+        out = ops.masked_istft(stft, gain, n_fft=64, hop_length=16, window=w)
+    assert_close_to(out, torch_istft(stft, gain, "mask", n_fft=64, hop_length=16, window=w), torch.float64)
+
+
+@needs_native_istft
+@pytest.mark.cuda
+def test_masked_istft_cuda_does_not_synchronise():
+    """After the first call with a window, a call neither waits for the GPU nor copies to the host."""
+    window = torch.hann_window(512, device="cuda")
+    stft = make_stft(44100, 512, 128, 512, window, True, dtype=torch.float32, device="cuda")
+    gain = torch.rand(8, *stft.shape, device="cuda")
+    kw = dict(n_fft=512, hop_length=128, window=window, length=44100)
+    ops.masked_istft(stft, gain, **kw)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        out = ops.masked_istft(stft, gain, mode="magnitude", **kw)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert_close_to(out, torch_istft(stft, gain, "magnitude", **kw), torch.float32)
+
+
+@needs_native_istft
 @pytest.mark.parametrize("wkind,win_length,hop,center", [
     ("hann", 64, 16, False),  # center=False keeps sample 0, where a Hann window is zero
     ("hann", 48, 16, False),  # a window shorter than n_fft is zero-padded at both ends
