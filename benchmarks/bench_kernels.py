@@ -12,7 +12,13 @@ Reports the median time of each, the ratio reference / native, and the useful GF
 fused op (2 * positive unpooled values * C_in * kH * kW per run) beside this machine's sgemm rate,
 and for the end-to-end cases the growth of peak resident memory while auralising (fresh process).
 
-    python benchmarks/bench_kernels.py [--quick] [--out DIR]
+With --device cuda (benchmarks/gpu_check.sh runs it), the same cases on the GPU in FP32 (TF32
+off) plus all 64 features of all 5 layers of a 30-s track and of a batch of 8 tracks; the fused
+op's rows add the bandwidth it reaches writing its output (GB/s) and the GPU's measured copy
+bandwidth and FP32 matrix-product rate as the peaks to compare with; memory is the peak the
+CUDA allocator held.
+
+    python benchmarks/bench_kernels.py [--quick] [--device cpu|cuda] [--out DIR]
 """
 from __future__ import annotations
 
@@ -27,13 +33,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import bench_args, machine, paper_auraliser, timeit, write  # noqa: E402
 
 
-def sgemm_gflops(n=2048, repeats=5):
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def sgemm_gflops(n=2048, repeats=5, device="cpu"):
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     t = timeit(lambda: a @ b, repeats=repeats)
     return 2 * n ** 3 / (t["median_ms"] * 1e-3) / 1e9
 
 
-def block_case(N, C_out, C_in, H, W, sparsity, seed=0):
+def copy_gbps(device, n_bytes=1 << 30, repeats=10):
+    """Device-to-device copy rate, bytes read + written per second (the bandwidth peak in practice)."""
+    a = torch.empty(n_bytes // 4, device=device)
+    b = torch.empty_like(a)
+    t = timeit(lambda: b.copy_(a), repeats=repeats)
+    return 2 * n_bytes / (t["median_ms"] * 1e-3) / 1e9
+
+
+def block_case(N, C_out, C_in, H, W, sparsity, seed=0, device="cpu"):
     """Seeds, switches (batch 1, from a real max-pool), weight of one 3x3 'same' block."""
     g = torch.Generator().manual_seed(seed)
     act = torch.relu(torch.randn(1, C_out, H, W, generator=g))
@@ -44,16 +58,17 @@ def block_case(N, C_out, C_in, H, W, sparsity, seed=0):
         keep[torch.arange(N), torch.arange(N) % C_out] = 1
         x = x * keep
     w = torch.randn(C_out, C_in, 3, 3, generator=g) * 0.1
-    return x, idx, w, (H, W)
+    return x.to(device), idx.to(device), w.to(device), (H, W)
 
 
-def fused_rows(N, repeats):
+def fused_rows(N, repeats, device="cpu"):
     from cnnaural_ext import reference
 
     rows = []
     for name, C_in, H, W in [("block 1 (64 -> 1, 257 x 173)", 1, 257, 173), ("block 2 (64 -> 64, 128 x 86)", 64, 128, 86)]:
         for sparsity in ("one-feature", "dense"):
-            x, idx, w, usize = block_case(N, 64, C_in, H, W, sparsity)
+            x, idx, w, usize = block_case(N, 64, C_in, H, W, sparsity, device=device)
+            out_gb = N * C_in * H * W * x.element_size() / 1e9  # what the op must write
             kw = dict(unpool_size=usize, stride=(1, 1), padding=(1, 1))
 
             def ref():
@@ -67,11 +82,12 @@ def fused_rows(N, repeats):
             flop = 2.0 * positive * C_in * 9
             r, n = timeit(ref, repeats=repeats), timeit(nat, repeats=repeats)
             case = f"unpool_conv {name}, {N} {sparsity} seeds"
-            rows.append({"case": case, "backend": "reference", **r, "useful_gflops": flop / r["median_ms"] / 1e6})
+            rows.append({"case": case, "backend": "reference", **r, "useful_gflops": flop / r["median_ms"] / 1e6,
+                         "out_gbps": out_gb / r["median_ms"] * 1e3})
             rows.append({"case": case, "backend": "native", **n, "useful_gflops": flop / n["median_ms"] / 1e6,
-                         "speedup": r["median_ms"] / n["median_ms"]})
+                         "out_gbps": out_gb / n["median_ms"] * 1e3, "speedup": r["median_ms"] / n["median_ms"]})
             if sparsity == "one-feature":  # as DeconvNet passes them: one map per seed + its channel
-                channels = torch.arange(N) % 64
+                channels = torch.arange(N, device=device) % 64
                 xc = x[torch.arange(N), channels][:, None].contiguous()
 
                 def compact():
@@ -80,20 +96,21 @@ def fused_rows(N, repeats):
                 torch.testing.assert_close(compact(), ref(), rtol=1e-4, atol=1e-4)
                 c = timeit(compact, repeats=repeats)
                 rows.append({"case": case, "backend": "native, compact seeds", **c,
-                             "useful_gflops": flop / c["median_ms"] / 1e6, "speedup": r["median_ms"] / c["median_ms"]})
+                             "useful_gflops": flop / c["median_ms"] / 1e6, "out_gbps": out_gb / c["median_ms"] * 1e3,
+                             "speedup": r["median_ms"] / c["median_ms"]})
             for row in rows[-3:]:
                 print(row, flush=True)
     return rows
 
 
-def istft_rows(N, seconds, repeats):
+def istft_rows(N, seconds, repeats, device="cpu"):
     import cnnaural_ext as ca
     from cnnaural_ext import reference
 
-    spec = ca.Spectrogram()
+    spec = ca.Spectrogram().to(device)
     n = int(seconds * 11025)
-    X = spec.stft(torch.randn(n))
-    gain = torch.rand(N, *X.shape)
+    X = spec.stft(torch.randn(n, device=device))
+    gain = torch.rand(N, *X.shape, device=device)
     kw = dict(n_fft=512, hop_length=256, win_length=512, window=spec.window, center=True, length=n)
     r = timeit(lambda: reference.masked_istft(X, gain, mode="mask", **kw), repeats=repeats)
     nat = timeit(lambda: torch.ops.cnnaural.masked_istft(X, gain, 512, 256, 512, spec.window, True, n, "mask"),
@@ -155,22 +172,75 @@ def end_to_end_rows(seconds_list, layers, channels, repeats):
     return rows
 
 
+def cuda_end_to_end_rows(seconds, n_tracks, layers, channels, repeats):
+    """All `channels` features of every layer in `layers`, for one track and for a batch of
+    `n_tracks` tracks (one after another, as a catalogue run does), reference against native."""
+    aur, _ = paper_auraliser(seconds, channels)
+    aur = type(aur)(aur.model.cuda(), aur.spectrogram, "cuda")
+    tracks = [torch.randn(int(seconds * 11025), generator=torch.Generator().manual_seed(i)) * 0.1
+              for i in range(n_tracks)]
+    rows = []
+    for label, batch in ((f"1 track of {seconds:g} s", tracks[:1]), (f"{n_tracks} tracks of {seconds:g} s", tracks)):
+        times, peaks = {}, {}
+        for backend in ("reference", "auto"):
+            os.environ["CNNAURAL_BACKEND"] = backend
+
+            def run():
+                for x in batch:
+                    for layer in layers:
+                        aur.auralise(x, layer=layer, features="all")
+            run()  # warm-up, and the peak memory of one pass
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            run()
+            torch.cuda.synchronize()
+            peaks[backend] = torch.cuda.max_memory_allocated() / 2**20
+            times[backend] = timeit(run, repeats=repeats, warmup=0)
+        del os.environ["CNNAURAL_BACKEND"]
+        case = f"auralise {label}, layers {layers[0]}-{layers[-1]}, all {channels} features each"
+        rows.append({"case": case, "backend": "reference", **times["reference"], "peak_mb": peaks["reference"]})
+        rows.append({"case": case, "backend": "native", **times["auto"], "peak_mb": peaks["auto"],
+                     "speedup": times["reference"]["median_ms"] / times["auto"]["median_ms"]})
+        print(rows[-2], rows[-1], sep="\n", flush=True)
+    return rows
+
+
 def main(argv=None):
-    args = bench_args(__doc__, argv)
+    args = bench_args(__doc__, argv, devices=True)
     from cnnaural_ext import ops
 
     if not ops.native_available():
         print("the native extension is not built: pip install -e . --no-build-isolation")
         return 1
+    device = args.device
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            print("--device cuda: no CUDA device is visible")
+            return 1
+        if ops.active_backend("unpool_conv_transpose2d", "cuda") != "native":
+            print("--device cuda: the extension has no CUDA kernels (build it with a CUDA torch and nvcc)")
+            return 1
+        torch.backends.cuda.matmul.allow_tf32 = False  # FP32 throughout, reference and native alike
+        torch.backends.cudnn.allow_tf32 = False
     meta = machine()
-    if args.quick:
+    meta["device"] = device
+    columns = ["case", "backend", "median_ms", "min_ms", "max_ms", "useful_gflops", "peak_mb", "speedup"]
+    if device == "cuda":
+        columns.insert(6, "out_gbps")
+        meta["fp32_matmul_gflops"] = round(sgemm_gflops(8192, device="cuda"), 1)
+        meta["copy_gbps"] = round(copy_gbps("cuda"), 1)
+        if args.quick:
+            rows = fused_rows(4, 2, "cuda") + istft_rows(4, 1.0, 2, "cuda") + cuda_end_to_end_rows(1.0, 2, [1, 5], 8, 1)
+        else:
+            rows = (fused_rows(64, 20, "cuda") + istft_rows(64, 4.0, 20, "cuda") + istft_rows(64, 30.0, 10, "cuda")
+                    + cuda_end_to_end_rows(30.0, 8, [1, 2, 3, 4, 5], 64, 3))
+    elif args.quick:
         rows = fused_rows(4, 2) + istft_rows(4, 1.0, 2) + end_to_end_rows([1.0], [5], 8, 1)
     else:
         meta["sgemm_gflops"] = round(sgemm_gflops(), 1)
         rows = (fused_rows(64, 5) + istft_rows(64, 4.0, 10)
                 + end_to_end_rows([4.0], [1, 5], 64, 3) + end_to_end_rows([30.0], [1, 5], 64, 1))
-    write(args.out, "kernels", rows,
-          ["case", "backend", "median_ms", "min_ms", "max_ms", "useful_gflops", "peak_mb", "speedup"], meta)
+    write(args.out, "kernels" if device == "cpu" else "kernels_cuda", rows, columns, meta)
     return 0
 
 

@@ -28,13 +28,16 @@ def timeit(fn, repeats: int = 5, warmup: int = 1) -> dict:
     return {"median_ms": statistics.median(times), "min_ms": min(times), "max_ms": max(times), "repeats": repeats}
 
 
-def bench_args(doc: str, argv=None):
-    """The options every benchmark script takes: --quick (tiny sizes) and --out (JSON + markdown)."""
+def bench_args(doc: str, argv=None, devices: bool = False):
+    """The options every benchmark script takes: --quick (tiny sizes) and --out (JSON + markdown),
+    and --device where the script runs on a GPU too."""
     import argparse
 
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="tiny sizes, to check the script runs")
     ap.add_argument("--out", default=None, help="folder for JSON + markdown")
+    if devices:
+        ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where to run (default cpu)")
     return ap.parse_args(argv)
 
 
