@@ -145,6 +145,22 @@ def test_cli_filters_and_info(checkpoint, tmp_path, capsys):
     assert "native extension" in out and "layer 5" in out
 
 
+def test_shipped_12x12_model_draws_figure2(tmp_path):
+    """The shipped paper_cnn4_12x12 model: 12x12 first-layer filters with their initial weights,
+    trained on the recorded split, and Figure 2 drawn from it."""
+    path = PRETRAINED.parent / "paper_cnn4_12x12.pt"
+    model, spec, meta = ca.models.load_checkpoint(path)
+    conv = model[0][0][0]
+    assert meta["arch"] == "paper_cnn4_12x12" and tuple(conv.weight.shape) == (48, 1, 12, 12)
+    assert tuple(meta["initial_conv1"].shape) == tuple(conv.weight.shape)
+    assert not torch.equal(meta["initial_conv1"], conv.weight)
+    assert len(meta["split"]["test"]) == 14 and meta["metrics"]["baseline"] is not None
+    assert spec.sample_rate == 11025 and spec.n_fft == 512
+    assert path.stat().st_size <= 8_000_000
+    assert cli.main(["filters", "--model", str(path), "--out", str(tmp_path / "fig2.png")]) == 0
+    assert (tmp_path / "fig2.png").stat().st_size > 10_000
+
+
 def _run_cli(*args):
     return subprocess.run([sys.executable, "-m", "cnnaural_ext", *args], capture_output=True, text=True)
 
