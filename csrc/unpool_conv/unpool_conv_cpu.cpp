@@ -28,6 +28,68 @@ inline void axpy(scalar_t* __restrict__ dst, const scalar_t* __restrict__ src, s
   for (int64_t i = 0; i < n; ++i) dst[i] += a * src[i];
 }
 
+// Few output channels (taps x C_in <= kTapVector, e.g. the first block, C_in = 1): each positive
+// unpooled value adds u * W[co] as ONE contiguous vector of taps x C_in to its position's slot of
+// a plane Z, instead of taps separate short updates to the output; every output element then
+// gathers its taps from Z. Z is all zeros between tasks (cleared after the gather: one memset,
+// cheaper than tracking the slots written).
+constexpr int64_t kTapVector = 32;
+constexpr int64_t kTapVectorMinChannels = 4;  // below, the gather pass over the output costs more
+
+template <typename scalar_t>
+void tap_vector_gather(const UnpoolConvGeometry& g, scalar_t* z, int64_t width, const scalar_t* bias, scalar_t* out) {
+  const int64_t C = g.c_in;
+  std::vector<int64_t> xsrc(g.ow * g.kw);
+  for (int64_t ox = 0; ox < g.ow; ++ox) {
+    for (int64_t kx = 0; kx < g.kw; ++kx) xsrc[ox * g.kw + kx] = tap_source(ox, kx, g.sw, g.pw, g.dw, g.uw);
+  }
+  std::vector<int64_t> ysrc(g.kh);
+  for (int64_t oy = 0; oy < g.oh; ++oy) {
+    for (int64_t ky = 0; ky < g.kh; ++ky) ysrc[ky] = tap_source(oy, ky, g.sh, g.ph, g.dh, g.uh);
+    for (int64_t ox = 0; ox < g.ow; ++ox) {
+      scalar_t* o = out + (oy * g.ow + ox) * C;
+      for (int64_t ci = 0; ci < C; ++ci) o[ci] = bias ? bias[ci] : scalar_t(0);
+      for (int64_t ky = 0; ky < g.kh; ++ky) {
+        if (ysrc[ky] < 0) continue;
+        const scalar_t* zrow = z + ysrc[ky] * g.uw * width;
+        for (int64_t kx = 0; kx < g.kw; ++kx) {
+          const int64_t x = xsrc[ox * g.kw + kx];
+          if (x < 0) continue;
+          const scalar_t* zt = zrow + x * width + (ky * g.kw + kx) * C;
+          for (int64_t ci = 0; ci < C; ++ci) o[ci] += zt[ci];
+        }
+      }
+    }
+  }
+  std::memset(z, 0, sizeof(scalar_t) * g.uh * g.uw * width);
+}
+
+// For indices of batch 1: per channel, 1 when no two pooled cells share a switch (0 when some do,
+// or a switch is invalid: the kernel's checks then see it). Empty for indices of batch N.
+std::vector<uint8_t> distinct_switch_channels(const at::Tensor& indices, int64_t plane) {
+  if (indices.size(0) != 1) return {};
+  const int64_t C = indices.size(1), h = indices.size(2), w = indices.size(3);
+  const int64_t sc = indices.stride(1), sh = indices.stride(2), sw = indices.stride(3);
+  const int64_t* xp = indices.data_ptr<int64_t>();
+  std::vector<uint8_t> distinct(C, 1);
+  at::parallel_for(0, C, 1, [&](int64_t begin, int64_t end) {
+    std::vector<int64_t> stamp(plane, -1);  // last channel that used each position
+    for (int64_t c = begin; c < end; ++c) {
+      for (int64_t i = 0; i < h && distinct[c]; ++i) {
+        for (int64_t j = 0; j < w; ++j) {
+          const int64_t p = xp[c * sc + i * sh + j * sw];
+          if (!switch_valid(p, plane) || stamp[p] == c) {
+            distinct[c] = 0;
+            break;
+          }
+          stamp[p] = c;
+        }
+      }
+    }
+  });
+  return distinct;
+}
+
 // Channel block per task: whole C_in when the seeds alone keep every thread busy.
 int64_t channel_block(int64_t n, int64_t c_in) {
   const int64_t threads = at::get_num_threads();
@@ -60,6 +122,10 @@ at::Tensor unpool_conv_transpose2d_cpu(const at::Tensor& input, const at::Tensor
   const at::Tensor chan = g.compact ? channels->contiguous() : at::Tensor();
   const int64_t* chp = g.compact ? chan.data_ptr<int64_t>() : nullptr;
   std::atomic<bool> bad_switch{false}, bad_channel{false};
+  // Channels whose switches are all distinct (every non-overlapping pool): their pooled values
+  // go straight through, without the unpooled scratch plane that sums repeated switches. Known
+  // once per call when every seed shares one track's switches.
+  const std::vector<uint8_t> distinct = distinct_switch_channels(indices, plane);
 
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "unpool_conv_transpose2d_cpu", [&] {
     const scalar_t* ip = input.data_ptr<scalar_t>();
@@ -69,10 +135,12 @@ at::Tensor unpool_conv_transpose2d_cpu(const at::Tensor& input, const at::Tensor
     scalar_t* op = out.data_ptr<scalar_t>();
     const int64_t C = g.c_in, taps = g.kh * g.kw;
     const double inv_uw = 1.0 / static_cast<double>(g.uw);
+    const bool tap_vector = !g.compact && cblk == C && taps * C <= kTapVector;
 
     at::parallel_for(0, g.n * n_cb, 1, [&](int64_t begin, int64_t end) {
-      // Unpooled planes of this task's active channels, one slot each. Kept per thread across
-      // calls: every entry pass 1 sets, pass 2 clears, so the buffer is all zeros between tasks.
+      // Unpooled planes of this task's active channels with repeated switches, one slot each.
+      // Kept per thread across calls: every entry pass 1 sets, pass 2 clears, so the buffer is
+      // all zeros between tasks.
       static thread_local std::vector<scalar_t> scratch;
       std::vector<int64_t> active;
       bool local_bad = false;
@@ -112,10 +180,68 @@ at::Tensor unpool_conv_transpose2d_cpu(const at::Tensor& input, const at::Tensor
         }
         if (active.empty()) continue;
         const int64_t n_act = static_cast<int64_t>(active.size());
+        if (tap_vector && n_act >= kTapVectorMinChannels) {
+          static thread_local std::vector<scalar_t> z_plane;  // plane x taps x C_in slots
+          if (z_plane.size() < static_cast<size_t>(plane * taps * C)) z_plane.resize(plane * taps * C, scalar_t(0));
+          if (scratch.size() < static_cast<size_t>(n_act * plane)) scratch.resize(n_act * plane, scalar_t(0));
+          scalar_t* z = z_plane.data();
+          for (int64_t a = 0; a < n_act; ++a) {  // unpool every channel, summing repeated switches
+            const int64_t co = active[a];
+            if (!distinct.empty() && distinct[co]) continue;
+            const scalar_t* in_c = ip + n * in_sn + co * in_sc;
+            const int64_t* ix_c = xp + n * ix_sn + co * ix_sc;
+            scalar_t* sc = scratch.data() + a * plane;
+            for (int64_t i = 0; i < g.h; ++i) {
+              for (int64_t j = 0; j < g.w; ++j) {
+                const scalar_t v = in_c[i * in_sh + j * in_sw];
+                if (v == scalar_t(0)) continue;
+                const int64_t p = ix_c[i * ix_sh + j * ix_sw];
+                if (!switch_valid(p, plane)) {
+                  local_bad = true;
+                  continue;
+                }
+                sc[p] += v;
+              }
+            }
+          }
+          // each distinct switch once, rectified, as one vector into its slot; in bands of pooled
+          // rows with every channel inside a band, so the slots a band touches stay in cache
+          for (int64_t i0 = 0; i0 < g.h; i0 += kBandRows) {
+            const int64_t i1 = std::min(g.h, i0 + kBandRows);
+            for (int64_t a = 0; a < n_act; ++a) {
+              const int64_t co = active[a];
+              const scalar_t* in_c = ip + n * in_sn + co * in_sc;
+              const int64_t* ix_c = xp + n * ix_sn + co * ix_sc;
+              scalar_t* sc = scratch.data() + a * plane;
+              const bool direct = !distinct.empty() && distinct[co];
+              const scalar_t* w_c = wp + co * taps * C;  // (kH, kW, C_in): the slot's layout
+              for (int64_t i = i0; i < i1; ++i) {
+                for (int64_t j = 0; j < g.w; ++j) {
+                  if (in_c[i * in_sh + j * in_sw] == scalar_t(0)) continue;
+                  const int64_t p = ix_c[i * ix_sh + j * ix_sw];
+                  if (!switch_valid(p, plane)) {
+                    local_bad = true;
+                    continue;
+                  }
+                  scalar_t u = in_c[i * in_sh + j * in_sw];
+                  if (!direct) {
+                    u = sc[p];
+                    sc[p] = scalar_t(0);
+                  }
+                  if (u == scalar_t(0) || (rectify && u < scalar_t(0))) continue;
+                  axpy(z + p * taps * C, w_c, u, taps * C);
+                }
+              }
+            }
+          }
+          tap_vector_gather(g, z, taps * C, bp, o);
+          continue;
+        }
         if (scratch.size() < static_cast<size_t>(n_act * plane)) scratch.resize(n_act * plane, scalar_t(0));
         // pass 1: unpool every active channel into its own plane, summing repeated switches
         // (overlapping pools) before the rectifier, as autograd sums them
         for (int64_t a = 0; a < n_act; ++a) {
+          if (!distinct.empty() && distinct[active[a]]) continue;
           const scalar_t* in_c = ip + n * in_sn + (chp ? 0 : active[a] * in_sc);
           const int64_t* ix_c = xp + n * ix_sn + active[a] * ix_sc;
           scalar_t* sc = scratch.data() + a * plane;
@@ -142,14 +268,22 @@ at::Tensor unpool_conv_transpose2d_cpu(const at::Tensor& input, const at::Tensor
             const scalar_t* in_c = ip + n * in_sn + (chp ? 0 : co * in_sc);
             const int64_t* ix_c = xp + n * ix_sn + co * ix_sc;
             scalar_t* sc = scratch.data() + a * plane;
+            const bool direct = !distinct.empty() && distinct[co];
             const scalar_t* w_c = wp + co * taps * C + c0;
             for (int64_t i = i0; i < i1; ++i) {
               for (int64_t j = 0; j < g.w; ++j) {
-                if (in_c[i * in_sh + j * in_sw] == scalar_t(0)) continue;
+                const scalar_t v = in_c[i * in_sh + j * in_sw];
+                if (v == scalar_t(0)) continue;
                 const int64_t p = ix_c[i * ix_sh + j * ix_sw];
-                if (!switch_valid(p, plane)) continue;
-                const scalar_t u = sc[p];
-                sc[p] = scalar_t(0);
+                if (!switch_valid(p, plane)) {
+                  local_bad = true;
+                  continue;
+                }
+                scalar_t u = v;
+                if (!direct) {
+                  u = sc[p];
+                  sc[p] = scalar_t(0);
+                }
                 if (u == scalar_t(0) || (rectify && u < scalar_t(0))) continue;
                 int64_t y, x;
                 row_col(p, g.uw, inv_uw, &y, &x);
