@@ -74,9 +74,11 @@ def test_non_contiguous_inputs_and_channels_last(device):
     assert got.is_contiguous(memory_format=torch.channels_last)
 
 
-def test_results_are_deterministic_across_threads():
-    x, idx, weight, usize = pooled_case(5, 3, 8, 32, 20, 20, 3, 2, (3, 3), (1, 1), (1, 1), (1, 1), torch.float32,
-                                        True, "dense")
+@pytest.mark.parametrize("C_in", [32, 1])  # 1: the per-position tap-vector path
+@pytest.mark.parametrize("pool", [(3, 2), (2, 2)])  # repeated switches, and none
+def test_results_are_deterministic_across_threads(C_in, pool):
+    x, idx, weight, usize = pooled_case(5, 3, 8, C_in, 20, 20, pool[0], pool[1], (3, 3), (1, 1), (1, 1), (1, 1),
+                                        torch.float32, True, "dense")
     args = (x, idx, weight, None, usize, (1, 1), (1, 1), (0, 0), (1, 1), True)
     n = torch.get_num_threads()
     try:
