@@ -136,6 +136,9 @@ at::Tensor unpool_conv_transpose2d_cpu(const at::Tensor& input, const at::Tensor
     const int64_t C = g.c_in, taps = g.kh * g.kw;
     const double inv_uw = 1.0 / static_cast<double>(g.uw);
     const bool tap_vector = !g.compact && cblk == C && taps * C <= kTapVector;
+    // stride 1 and dilation 1 along x with the whole channel range: a kernel row's taps land on
+    // adjacent output pixels, channels-last, and its weights are adjacent too (kW, C_in)
+    const bool row_runs = g.sw == 1 && g.dw == 1 && cblk == C;
 
     at::parallel_for(0, g.n * n_cb, 1, [&](int64_t begin, int64_t end) {
       // Unpooled planes of this task's active channels with repeated switches, one slot each.
@@ -292,6 +295,11 @@ at::Tensor unpool_conv_transpose2d_cpu(const at::Tensor& input, const at::Tensor
                 tap_range(x, g.kw, g.sw, g.pw, g.dw, g.ow, &kx0, &kx1);
                 for (int64_t ky = ky0; ky < ky1; ++ky) {
                   scalar_t* orow = o + tap_target(y, ky, g.sh, g.ph, g.dh) * g.ow * C + c0;
+                  if (row_runs) {  // the row's taps hit adjacent output pixels: one run of (kx1 - kx0) x C
+                    axpy(orow + tap_target(x, kx0, g.sw, g.pw, g.dw) * C, w_c + (ky * g.kw + kx0) * C, u,
+                         (kx1 - kx0) * C);
+                    continue;
+                  }
                   for (int64_t kx = kx0; kx < kx1; ++kx) {
                     axpy(orow + tap_target(x, kx, g.sw, g.pw, g.dw) * C, w_c + (ky * g.kw + kx) * C, u, cl);
                   }
