@@ -145,7 +145,7 @@ at::Tensor unpool_conv_transpose2d_cpu(const at::Tensor& input, const at::Tensor
       // Kept per thread across calls: every entry pass 1 sets, pass 2 clears, so the buffer is
       // all zeros between tasks.
       static thread_local std::vector<scalar_t> scratch;
-      std::vector<int64_t> active;
+      std::vector<int64_t> active, slot;
       bool local_bad = false;
       for (int64_t task = begin; task < end; ++task) {
         const int64_t n = task / n_cb, c0 = (task % n_cb) * cblk, cl = std::min(cblk, C - c0);
@@ -183,17 +183,23 @@ at::Tensor unpool_conv_transpose2d_cpu(const at::Tensor& input, const at::Tensor
         }
         if (active.empty()) continue;
         const int64_t n_act = static_cast<int64_t>(active.size());
+        // a scratch plane only for the channels with repeated switches
+        slot.assign(n_act, -1);
+        int64_t n_slots = 0;
+        for (int64_t a = 0; a < n_act; ++a) {
+          if (distinct.empty() || !distinct[active[a]]) slot[a] = n_slots++;
+        }
+        if (scratch.size() < static_cast<size_t>(n_slots * plane)) scratch.resize(n_slots * plane, scalar_t(0));
         if (tap_vector && n_act >= kTapVectorMinChannels) {
           static thread_local std::vector<scalar_t> z_plane;  // plane x taps x C_in slots
           if (z_plane.size() < static_cast<size_t>(plane * taps * C)) z_plane.resize(plane * taps * C, scalar_t(0));
-          if (scratch.size() < static_cast<size_t>(n_act * plane)) scratch.resize(n_act * plane, scalar_t(0));
           scalar_t* z = z_plane.data();
           for (int64_t a = 0; a < n_act; ++a) {  // unpool every channel, summing repeated switches
             const int64_t co = active[a];
-            if (!distinct.empty() && distinct[co]) continue;
+            if (slot[a] < 0) continue;  // distinct switches: no sums to form
             const scalar_t* in_c = ip + n * in_sn + co * in_sc;
             const int64_t* ix_c = xp + n * ix_sn + co * ix_sc;
-            scalar_t* sc = scratch.data() + a * plane;
+            scalar_t* sc = slot[a] >= 0 ? scratch.data() + slot[a] * plane : nullptr;
             for (int64_t i = 0; i < g.h; ++i) {
               for (int64_t j = 0; j < g.w; ++j) {
                 const scalar_t v = in_c[i * in_sh + j * in_sw];
@@ -215,8 +221,8 @@ at::Tensor unpool_conv_transpose2d_cpu(const at::Tensor& input, const at::Tensor
               const int64_t co = active[a];
               const scalar_t* in_c = ip + n * in_sn + co * in_sc;
               const int64_t* ix_c = xp + n * ix_sn + co * ix_sc;
-              scalar_t* sc = scratch.data() + a * plane;
-              const bool direct = !distinct.empty() && distinct[co];
+              scalar_t* sc = slot[a] >= 0 ? scratch.data() + slot[a] * plane : nullptr;
+              const bool direct = slot[a] < 0;
               const scalar_t* w_c = wp + co * taps * C;  // (kH, kW, C_in): the slot's layout
               for (int64_t i = i0; i < i1; ++i) {
                 for (int64_t j = 0; j < g.w; ++j) {
@@ -240,14 +246,13 @@ at::Tensor unpool_conv_transpose2d_cpu(const at::Tensor& input, const at::Tensor
           tap_vector_gather(g, z, taps * C, bp, o);
           continue;
         }
-        if (scratch.size() < static_cast<size_t>(n_act * plane)) scratch.resize(n_act * plane, scalar_t(0));
         // pass 1: unpool every active channel into its own plane, summing repeated switches
         // (overlapping pools) before the rectifier, as autograd sums them
         for (int64_t a = 0; a < n_act; ++a) {
-          if (!distinct.empty() && distinct[active[a]]) continue;
+          if (slot[a] < 0) continue;  // distinct switches: no sums to form
           const scalar_t* in_c = ip + n * in_sn + (chp ? 0 : active[a] * in_sc);
           const int64_t* ix_c = xp + n * ix_sn + active[a] * ix_sc;
-          scalar_t* sc = scratch.data() + a * plane;
+          scalar_t* sc = slot[a] >= 0 ? scratch.data() + slot[a] * plane : nullptr;
           for (int64_t i = 0; i < g.h; ++i) {
             for (int64_t j = 0; j < g.w; ++j) {
               const scalar_t v = in_c[i * in_sh + j * in_sw];
@@ -270,8 +275,8 @@ at::Tensor unpool_conv_transpose2d_cpu(const at::Tensor& input, const at::Tensor
             const int64_t co = active[a];
             const scalar_t* in_c = ip + n * in_sn + (chp ? 0 : co * in_sc);
             const int64_t* ix_c = xp + n * ix_sn + co * ix_sc;
-            scalar_t* sc = scratch.data() + a * plane;
-            const bool direct = !distinct.empty() && distinct[co];
+            scalar_t* sc = slot[a] >= 0 ? scratch.data() + slot[a] * plane : nullptr;
+            const bool direct = slot[a] < 0;
             const scalar_t* w_c = wp + co * taps * C + c0;
             for (int64_t i = i0; i < i1; ++i) {
               for (int64_t j = 0; j < g.w; ++j) {
