@@ -152,8 +152,6 @@ def unpool_conv_transpose2d(input: torch.Tensor, indices: torch.Tensor, weight: 
         if channels.shape != (N,) or channels.dtype != torch.int64:
             raise CnnauralError(f"{op}: channels must be int64 of shape ({N},), got {channels.dtype} "
                                 f"{tuple(channels.shape)}")
-        if N and (int(channels.min()) < 0 or int(channels.max()) >= C):
-            raise CnnauralError(f"{op}: channels must lie in [0, {C})")
     elif input.shape[1] != C:
         raise CnnauralError(f"{op}: indices {tuple(indices.shape)} must be (N or 1, C, h, w) with the "
                             f"C={input.shape[1]} channels of input {tuple(input.shape)}")
@@ -167,13 +165,23 @@ def unpool_conv_transpose2d(input: torch.Tensor, indices: torch.Tensor, weight: 
     unpool_size = _pair(unpool_size, "unpool_size")
     stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
     output_padding, dilation = _pair(output_padding, "output_padding"), _pair(dilation, "dilation")
-    check_indices(indices, unpool_size, op)
-    args = dict(unpool_size=unpool_size, stride=stride, padding=padding, output_padding=output_padding,
-                dilation=dilation, rectify=rectify, channels=channels)
     if _use_native(op, input.device, False, input.dtype):
-        return torch.ops.cnnaural.unpool_conv_transpose2d(input, indices, weight, bias, unpool_size, stride,
-                                                          padding, output_padding, dilation, rectify, channels)
-    return reference.unpool_conv_transpose2d(input, indices, weight, bias, **args)
+        # the kernels check every switch and channel where they read it (on a GPU with one small
+        # read-back, instead of the three a check here would cost); their error becomes ours
+        try:
+            return torch.ops.cnnaural.unpool_conv_transpose2d(input, indices, weight, bias, unpool_size, stride,
+                                                              padding, output_padding, dilation, rectify, channels)
+        except RuntimeError as e:
+            first = str(e).splitlines()[0] if str(e) else ""
+            if f"cnnaural.{op}: " in first:
+                raise CnnauralError(first[first.index(op):]) from None
+            raise
+    if channels is not None and N and (int(channels.min()) < 0 or int(channels.max()) >= C):
+        raise CnnauralError(f"{op}: channels must lie in [0, {C})")
+    check_indices(indices, unpool_size, op)  # before max_unpool2d reads them: no device assert
+    return reference.unpool_conv_transpose2d(input, indices, weight, bias, unpool_size=unpool_size, stride=stride,
+                                             padding=padding, output_padding=output_padding, dilation=dilation,
+                                             rectify=rectify, channels=channels)
 
 
 def _unpool_conv_out_size(input, weight, unpool_size, stride, padding, output_padding, dilation):

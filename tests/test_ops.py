@@ -755,6 +755,24 @@ def test_unpool_conv_transpose2d_bad_indices(device, bad):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("backend", ["auto", "reference"])
+def test_unpool_conv_transpose2d_bad_channels_and_switches_either_backend(device, backend, monkeypatch):
+    """Native (the kernel checks) or reference (ops checks first): the same CnnauralError."""
+    monkeypatch.setenv("CNNAURAL_BACKEND", backend)
+    _, x, idx = pooled_case(N=1, C_out=3, H=6, W=6, device=device)
+    weight = torch.randn(3, 2, 3, 3, dtype=torch.float64, device=device)
+    seeds = torch.rand(2, 1, 3, 3, dtype=torch.float64, device=device)
+    for bad in ([0, 3], [-1, 0]):
+        with pytest.raises(CnnauralError, match=r"^unpool_conv_transpose2d: channels must lie in \[0, 3\)"):
+            ops.unpool_conv_transpose2d(seeds, idx, weight, unpool_size=(6, 6),
+                                        channels=torch.tensor(bad, device=device))
+    idx = idx.clone()
+    idx[0, 1, 2, 2] = 36
+    with pytest.raises(CnnauralError, match=r"^unpool_conv_transpose2d: indices must lie in \[0, H\*W\)"):
+        ops.unpool_conv_transpose2d(seeds, idx, weight, unpool_size=(6, 6), channels=torch.tensor([1, 1], device=device))
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_unpool_conv_transpose2d_shape_errors(device):
     _, x, idx = pooled_case(N=2, C_out=3, H=6, W=6, device=device)
     w = torch.randn(3, 2, 3, 3, dtype=torch.float64, device=device)
