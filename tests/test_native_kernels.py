@@ -241,14 +241,15 @@ def test_compact_seeds_bad_channels_and_grad(device):
                           (x, idx, w, None, list(usize), [1, 1], [1, 1], [0, 0], [1, 1], True, channels))
 
 
+@on_every_device
 @pytest.mark.parametrize("layer", [1, 3, 5])
-def test_native_and_reference_auralisations_agree_on_the_paper_model(layer, monkeypatch):
+def test_native_and_reference_auralisations_agree_on_the_paper_model(layer, device, monkeypatch):
     import cnnaural_ext as ca
 
     torch.manual_seed(0)
     spec = ca.Spectrogram()
     model = ca.models.paper_cnn5(channels=16, input_shape=(257, 87)).eval()
-    aur = ca.Auraliser(model, spec)
+    aur = ca.Auraliser(model, spec, device=device)
     x = torch.randn(22050) * 0.1
     native = aur.auralise(x, layer=layer, features="all", normalize=False)
     monkeypatch.setenv("CNNAURAL_BACKEND", "reference")
