@@ -181,6 +181,21 @@ def track_name(path) -> str:
     return name[:100]
 
 
+def track_names(paths) -> list:
+    """track_name of every path, made unique within one run: a repeated name (a.ogg in two
+    folders, or names that differ only in characters track_name replaces) gets _2, _3, ..."""
+    names, used = [], set()
+    for path in paths:
+        base = name = track_name(path)
+        k = 1
+        while name in used:
+            k += 1
+            name = f"{base}_{k}"
+        used.add(name)
+        names.append(name)
+    return names
+
+
 def cmd_info(args) -> int:
     import torch
 
@@ -406,9 +421,8 @@ def auralise_tracks(args, aur=None) -> list:
     out_root = Path(args.out)
     duration = args.duration if args.duration and args.duration > 0 else None
     entries = []
-    for track in args.tracks:
+    for track, name in zip(args.tracks, track_names(args.tracks)):
         wave, sr = load(track, spec.sample_rate, offset=args.offset, duration=duration)
-        name = track_name(track)
         # everything is computed before the first file of a track is written
         results = [aur.auralise(wave, layer, args.features, mode=args.mode, phase=args.phase,
                                 normalize=not args.no_normalize, seed=args.seed) for layer in layers]

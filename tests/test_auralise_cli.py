@@ -1,6 +1,7 @@
 """Auraliser and the `cnnaural` command: results equal their definitions; user errors are one
 clear line, exit status 2 and no partial files."""
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -135,6 +136,23 @@ def test_cli_auralise_writes_what_it_says(checkpoint, track, tmp_path, capsys):
     assert sr == SR and audio.shape == (2 * SR,) and np.abs(audio).max() > 0.5
     manifest = json.loads((d / "manifest.json").read_text())
     assert {(i["layer"], i["feature"]) for i in manifest["items"]} == {(1, 0), (1, 2), (5, 0), (5, 2)}
+
+
+def test_tracks_with_the_same_name_get_their_own_folders(checkpoint, tmp_path):
+    """a/song.wav and b/song.wav (and 'song!.wav', the same once made file-system-safe) do not
+    overwrite each other's results."""
+    paths = []
+    for sub, name, f0 in [("a", "song.wav", 220.0), ("b", "song.wav", 330.0), ("a", "song!.wav", 440.0)]:
+        (tmp_path / sub).mkdir(exist_ok=True)
+        paths.append(tmp_path / sub / name)
+        t = torch.arange(2 * SR) / SR
+        sf.write(paths[-1], (0.5 * torch.sin(2 * math.pi * f0 * t)).numpy(), SR)
+    assert cli.track_names(paths) == ["song", "song_2", "song_3"]
+    out = tmp_path / "out"
+    assert cli.main(["auralise", *map(str, paths), "--model", str(checkpoint), "--layer", "1", "--features", "0",
+                     "--out", str(out)]) == 0
+    tracks = [json.loads((out / d / "manifest.json").read_text())["track"] for d in ("song", "song_2", "song_3")]
+    assert tracks == [str(p) for p in paths]
 
 
 def test_cli_filters_and_info(checkpoint, tmp_path, capsys):
