@@ -65,16 +65,25 @@ void tap_vector_gather(const UnpoolConvGeometry& g, scalar_t* z, int64_t width, 
 }
 
 // For indices of batch 1: per channel, 1 when no two pooled cells share a switch (0 when some do,
-// or a switch is invalid: the kernel's checks then see it). Empty for indices of batch N.
-std::vector<uint8_t> distinct_switch_channels(const at::Tensor& indices, int64_t plane) {
+// or a switch is invalid: the kernel's checks then see it, or the channel is not used). Only the
+// channels `used` names are scanned (the seeds' channels when compact; all when null). Empty for
+// indices of batch N.
+std::vector<uint8_t> distinct_switch_channels(const at::Tensor& indices, int64_t plane, const int64_t* used,
+                                              int64_t n_used) {
   if (indices.size(0) != 1) return {};
   const int64_t C = indices.size(1), h = indices.size(2), w = indices.size(3);
   const int64_t sc = indices.stride(1), sh = indices.stride(2), sw = indices.stride(3);
   const int64_t* xp = indices.data_ptr<int64_t>();
-  std::vector<uint8_t> distinct(C, 1);
+  std::vector<uint8_t> wanted(C, used == nullptr ? 1 : 0);
+  for (int64_t k = 0; used != nullptr && k < n_used; ++k) {
+    if (used[k] >= 0 && used[k] < C) wanted[used[k]] = 1;
+  }
+  std::vector<uint8_t> distinct(C, 0);
   at::parallel_for(0, C, 1, [&](int64_t begin, int64_t end) {
     std::vector<int64_t> stamp(plane, -1);  // last channel that used each position
     for (int64_t c = begin; c < end; ++c) {
+      if (!wanted[c]) continue;
+      distinct[c] = 1;
       for (int64_t i = 0; i < h && distinct[c]; ++i) {
         for (int64_t j = 0; j < w; ++j) {
           const int64_t p = xp[c * sc + i * sh + j * sw];
@@ -125,7 +134,7 @@ at::Tensor unpool_conv_transpose2d_cpu(const at::Tensor& input, const at::Tensor
   // Channels whose switches are all distinct (every non-overlapping pool): their pooled values
   // go straight through, without the unpooled scratch plane that sums repeated switches. Known
   // once per call when every seed shares one track's switches.
-  const std::vector<uint8_t> distinct = distinct_switch_channels(indices, plane);
+  const std::vector<uint8_t> distinct = distinct_switch_channels(indices, plane, chp, g.n);
 
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "unpool_conv_transpose2d_cpu", [&] {
     const scalar_t* ip = input.data_ptr<scalar_t>();
