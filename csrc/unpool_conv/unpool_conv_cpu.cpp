@@ -199,69 +199,13 @@ at::Tensor unpool_conv_transpose2d_cpu(const at::Tensor& input, const at::Tensor
           if (distinct.empty() || !distinct[active[a]]) slot[a] = n_slots++;
         }
         if (scratch.size() < static_cast<size_t>(n_slots * plane)) scratch.resize(n_slots * plane, scalar_t(0));
-        if (tap_vector && n_act >= kTapVectorMinChannels) {
-          static thread_local std::vector<scalar_t> z_plane;  // plane x taps x C_in slots
-          if (z_plane.size() < static_cast<size_t>(plane * taps * C)) z_plane.resize(plane * taps * C, scalar_t(0));
-          scalar_t* z = z_plane.data();
-          for (int64_t a = 0; a < n_act; ++a) {  // unpool every channel, summing repeated switches
-            const int64_t co = active[a];
-            if (slot[a] < 0) continue;  // distinct switches: no sums to form
-            const scalar_t* in_c = ip + n * in_sn + co * in_sc;
-            const int64_t* ix_c = xp + n * ix_sn + co * ix_sc;
-            scalar_t* sc = slot[a] >= 0 ? scratch.data() + slot[a] * plane : nullptr;
-            for (int64_t i = 0; i < g.h; ++i) {
-              for (int64_t j = 0; j < g.w; ++j) {
-                const scalar_t v = in_c[i * in_sh + j * in_sw];
-                if (v == scalar_t(0)) continue;
-                const int64_t p = ix_c[i * ix_sh + j * ix_sw];
-                if (!switch_valid(p, plane)) {
-                  local_bad = true;
-                  continue;
-                }
-                sc[p] += v;
-              }
-            }
-          }
-          // each distinct switch once, rectified, as one vector into its slot; in bands of pooled
-          // rows with every channel inside a band, so the slots a band touches stay in cache
-          for (int64_t i0 = 0; i0 < g.h; i0 += kBandRows) {
-            const int64_t i1 = std::min(g.h, i0 + kBandRows);
-            for (int64_t a = 0; a < n_act; ++a) {
-              const int64_t co = active[a];
-              const scalar_t* in_c = ip + n * in_sn + co * in_sc;
-              const int64_t* ix_c = xp + n * ix_sn + co * ix_sc;
-              scalar_t* sc = slot[a] >= 0 ? scratch.data() + slot[a] * plane : nullptr;
-              const bool direct = slot[a] < 0;
-              const scalar_t* w_c = wp + co * taps * C;  // (kH, kW, C_in): the slot's layout
-              for (int64_t i = i0; i < i1; ++i) {
-                for (int64_t j = 0; j < g.w; ++j) {
-                  if (in_c[i * in_sh + j * in_sw] == scalar_t(0)) continue;
-                  const int64_t p = ix_c[i * ix_sh + j * ix_sw];
-                  if (!switch_valid(p, plane)) {
-                    local_bad = true;
-                    continue;
-                  }
-                  scalar_t u = in_c[i * in_sh + j * in_sw];
-                  if (!direct) {
-                    u = sc[p];
-                    sc[p] = scalar_t(0);
-                  }
-                  if (u == scalar_t(0) || (rectify && u < scalar_t(0))) continue;
-                  axpy(z + p * taps * C, w_c, u, taps * C);
-                }
-              }
-            }
-          }
-          tap_vector_gather(g, z, taps * C, bp, o);
-          continue;
-        }
-        // pass 1: unpool every active channel into its own plane, summing repeated switches
+        // pass 1: unpool every channel with repeated switches into its own plane, summing them
         // (overlapping pools) before the rectifier, as autograd sums them
         for (int64_t a = 0; a < n_act; ++a) {
           if (slot[a] < 0) continue;  // distinct switches: no sums to form
           const scalar_t* in_c = ip + n * in_sn + (chp ? 0 : active[a] * in_sc);
           const int64_t* ix_c = xp + n * ix_sn + active[a] * ix_sc;
-          scalar_t* sc = slot[a] >= 0 ? scratch.data() + slot[a] * plane : nullptr;
+          scalar_t* sc = scratch.data() + slot[a] * plane;
           for (int64_t i = 0; i < g.h; ++i) {
             for (int64_t j = 0; j < g.w; ++j) {
               const scalar_t v = in_c[i * in_sh + j * in_sw];
@@ -275,53 +219,66 @@ at::Tensor unpool_conv_transpose2d_cpu(const at::Tensor& input, const at::Tensor
             }
           }
         }
-        // pass 2, in bands of pooled rows with every channel inside a band, so the output rows a
-        // band writes stay in cache: each distinct switch once, rectified, through the taps.
-        // The order of contributions to an output element does not depend on the task split.
-        for (int64_t i0 = 0; i0 < g.h; i0 += kBandRows) {
-          const int64_t i1 = std::min(g.h, i0 + kBandRows);
-          for (int64_t a = 0; a < n_act; ++a) {
-            const int64_t co = active[a];
-            const scalar_t* in_c = ip + n * in_sn + (chp ? 0 : co * in_sc);
-            const int64_t* ix_c = xp + n * ix_sn + co * ix_sc;
-            scalar_t* sc = slot[a] >= 0 ? scratch.data() + slot[a] * plane : nullptr;
-            const bool direct = slot[a] < 0;
-            const scalar_t* w_c = wp + co * taps * C + c0;
-            for (int64_t i = i0; i < i1; ++i) {
-              for (int64_t j = 0; j < g.w; ++j) {
-                const scalar_t v = in_c[i * in_sh + j * in_sw];
-                if (v == scalar_t(0)) continue;
-                const int64_t p = ix_c[i * ix_sh + j * ix_sw];
-                if (!switch_valid(p, plane)) {
-                  local_bad = true;
-                  continue;
-                }
-                scalar_t u = v;
-                if (!direct) {
-                  u = sc[p];
-                  sc[p] = scalar_t(0);
-                }
-                if (u == scalar_t(0) || (rectify && u < scalar_t(0))) continue;
-                int64_t y, x;
-                row_col(p, g.uw, inv_uw, &y, &x);
-                int64_t ky0, ky1, kx0, kx1;
-                tap_range(y, g.kh, g.sh, g.ph, g.dh, g.oh, &ky0, &ky1);
-                tap_range(x, g.kw, g.sw, g.pw, g.dw, g.ow, &kx0, &kx1);
-                for (int64_t ky = ky0; ky < ky1; ++ky) {
-                  scalar_t* orow = o + tap_target(y, ky, g.sh, g.ph, g.dh) * g.ow * C + c0;
-                  if (row_runs) {  // the row's taps hit adjacent output pixels: one run of (kx1 - kx0) x C
-                    axpy(orow + tap_target(x, kx0, g.sw, g.pw, g.dw) * C, w_c + (ky * g.kw + kx0) * C, u,
-                         (kx1 - kx0) * C);
+        // pass 2: each distinct switch once, rectified, handed to `use(p, u, w_c)` with its
+        // channel's weights (kH, kW, C_in). In bands of pooled rows with every channel inside a
+        // band, so what a band writes stays in cache; the order of contributions to an output
+        // element does not depend on the task split.
+        auto each_value = [&](auto&& use) {
+          for (int64_t i0 = 0; i0 < g.h; i0 += kBandRows) {
+            const int64_t i1 = std::min(g.h, i0 + kBandRows);
+            for (int64_t a = 0; a < n_act; ++a) {
+              const int64_t co = active[a];
+              const scalar_t* in_c = ip + n * in_sn + (chp ? 0 : co * in_sc);
+              const int64_t* ix_c = xp + n * ix_sn + co * ix_sc;
+              scalar_t* sc = slot[a] >= 0 ? scratch.data() + slot[a] * plane : nullptr;
+              const scalar_t* w_c = wp + co * taps * C;
+              for (int64_t i = i0; i < i1; ++i) {
+                for (int64_t j = 0; j < g.w; ++j) {
+                  const scalar_t v = in_c[i * in_sh + j * in_sw];
+                  if (v == scalar_t(0)) continue;
+                  const int64_t p = ix_c[i * ix_sh + j * ix_sw];
+                  if (!switch_valid(p, plane)) {
+                    local_bad = true;
                     continue;
                   }
-                  for (int64_t kx = kx0; kx < kx1; ++kx) {
-                    axpy(orow + tap_target(x, kx, g.sw, g.pw, g.dw) * C, w_c + (ky * g.kw + kx) * C, u, cl);
+                  scalar_t u = v;
+                  if (sc != nullptr) {
+                    u = sc[p];
+                    sc[p] = scalar_t(0);
                   }
+                  if (u == scalar_t(0) || (rectify && u < scalar_t(0))) continue;
+                  use(p, u, w_c);
                 }
               }
             }
           }
+        };
+        if (tap_vector && n_act >= kTapVectorMinChannels) {
+          // one contiguous vector per value into its position's slot, then the gather
+          static thread_local std::vector<scalar_t> z_plane;  // plane x taps x C_in slots
+          if (z_plane.size() < static_cast<size_t>(plane * taps * C)) z_plane.resize(plane * taps * C, scalar_t(0));
+          scalar_t* z = z_plane.data();
+          each_value([&](int64_t p, scalar_t u, const scalar_t* w_c) { axpy(z + p * taps * C, w_c, u, taps * C); });
+          tap_vector_gather(g, z, taps * C, bp, o);
+          continue;
         }
+        each_value([&](int64_t p, scalar_t u, const scalar_t* w_c) {  // through the taps into the output
+          int64_t y, x;
+          row_col(p, g.uw, inv_uw, &y, &x);
+          int64_t ky0, ky1, kx0, kx1;
+          tap_range(y, g.kh, g.sh, g.ph, g.dh, g.oh, &ky0, &ky1);
+          tap_range(x, g.kw, g.sw, g.pw, g.dw, g.ow, &kx0, &kx1);
+          for (int64_t ky = ky0; ky < ky1; ++ky) {
+            scalar_t* orow = o + tap_target(y, ky, g.sh, g.ph, g.dh) * g.ow * C + c0;
+            if (row_runs) {  // the row's taps hit adjacent output pixels: one run of (kx1 - kx0) x C
+              axpy(orow + tap_target(x, kx0, g.sw, g.pw, g.dw) * C, w_c + (ky * g.kw + kx0) * C, u, (kx1 - kx0) * C);
+              continue;
+            }
+            for (int64_t kx = kx0; kx < kx1; ++kx) {
+              axpy(orow + tap_target(x, kx, g.sw, g.pw, g.dw) * C, w_c + (ky * g.kw + kx) * C + c0, u, cl);
+            }
+          }
+        });
       }
       if (local_bad) bad_switch.store(true, std::memory_order_relaxed);
     });
