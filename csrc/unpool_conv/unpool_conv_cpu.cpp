@@ -19,8 +19,7 @@ namespace cnnaural {
 
 namespace {
 constexpr const char* kOp = "unpool_conv_transpose2d";
-constexpr int64_t kBandRows = 4;   // pooled rows per band of pass 2
-constexpr int64_t kBandCols = 64;  // pooled columns per band: what a band writes stays in L2 on long tracks
+constexpr int64_t kBandRows = 4;  // pooled rows per band of pass 2
 
 // dst[0:n] += a * src[0:n], one contiguous run of output channels (vectorised)
 template <typename scalar_t>
@@ -227,8 +226,6 @@ at::Tensor unpool_conv_transpose2d_cpu(const at::Tensor& input, const at::Tensor
         auto each_value = [&](auto&& use) {
           for (int64_t i0 = 0; i0 < g.h; i0 += kBandRows) {
             const int64_t i1 = std::min(g.h, i0 + kBandRows);
-            for (int64_t j0 = 0; j0 < g.w; j0 += kBandCols) {  // long tracks: wide bands in pieces
-            const int64_t j1 = std::min(g.w, j0 + kBandCols);
             for (int64_t a = 0; a < n_act; ++a) {
               const int64_t co = active[a];
               const scalar_t* in_c = ip + n * in_sn + (chp ? 0 : co * in_sc);
@@ -236,7 +233,7 @@ at::Tensor unpool_conv_transpose2d_cpu(const at::Tensor& input, const at::Tensor
               scalar_t* sc = slot[a] >= 0 ? scratch.data() + slot[a] * plane : nullptr;
               const scalar_t* w_c = wp + co * taps * C;
               for (int64_t i = i0; i < i1; ++i) {
-                for (int64_t j = j0; j < j1; ++j) {
+                for (int64_t j = 0; j < g.w; ++j) {
                   const scalar_t v = in_c[i * in_sh + j * in_sw];
                   if (v == scalar_t(0)) continue;
                   const int64_t p = ix_c[i * ix_sh + j * ix_sw];
@@ -253,7 +250,6 @@ at::Tensor unpool_conv_transpose2d_cpu(const at::Tensor& input, const at::Tensor
                   use(p, u, w_c);
                 }
               }
-            }
             }
           }
         };
