@@ -41,3 +41,36 @@ def test_benchmark_script_runs(tmp_path):
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
     assert (tmp_path / "reference.json").is_file() and (tmp_path / "reference.md").is_file()
+
+
+def test_gpu_check_says_what_it_needs_without_a_gpu(tmp_path):
+    """benchmarks/gpu_check.sh on a machine without a CUDA torch or a GPU: one clear line, status
+    1, nothing built or written but its output folder."""
+    import subprocess
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible: gpu_check.sh would run for real")
+    r = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), str(tmp_path / "out")],
+                       env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable}, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 1
+    assert "gpu_check.sh: needs a CUDA build of torch and a visible GPU" in r.stdout + r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_cuda_benchmark_refuses_without_a_gpu(capsys):
+    """bench_kernels.py --device cuda says why it cannot run, instead of failing halfway."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        mod = runpy.run_path(str(ROOT / "benchmarks" / "bench_kernels.py"))
+        assert mod["main"](["--quick", "--device", "cuda"]) == 1
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    assert "no CUDA device is visible" in capsys.readouterr().out
