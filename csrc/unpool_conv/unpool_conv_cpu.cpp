@@ -199,14 +199,12 @@ at::Tensor unpool_conv_transpose2d_cpu(const at::Tensor& input, const at::Tensor
           if (distinct.empty() || !distinct[active[a]]) slot[a] = n_slots++;
         }
         if (scratch.size() < static_cast<size_t>(n_slots * plane)) scratch.resize(n_slots * plane, scalar_t(0));
-        // pass 1: unpool every channel with repeated switches into its own plane, summing them
-        // (overlapping pools) before the rectifier, as autograd sums them
-        for (int64_t a = 0; a < n_act; ++a) {
-          if (slot[a] < 0) continue;  // distinct switches: no sums to form
+        // the non-zero pooled values of rows [i0, i1) of active channel a, with their switches,
+        // in raster order; a switch outside the plane is flagged and skipped
+        auto each_pooled = [&](int64_t a, int64_t i0, int64_t i1, auto&& fn) {
           const scalar_t* in_c = ip + n * in_sn + (chp ? 0 : active[a] * in_sc);
           const int64_t* ix_c = xp + n * ix_sn + active[a] * ix_sc;
-          scalar_t* sc = scratch.data() + slot[a] * plane;
-          for (int64_t i = 0; i < g.h; ++i) {
+          for (int64_t i = i0; i < i1; ++i) {
             for (int64_t j = 0; j < g.w; ++j) {
               const scalar_t v = in_c[i * in_sh + j * in_sw];
               if (v == scalar_t(0)) continue;
@@ -215,9 +213,16 @@ at::Tensor unpool_conv_transpose2d_cpu(const at::Tensor& input, const at::Tensor
                 local_bad = true;
                 continue;
               }
-              sc[p] += v;
+              fn(v, p);
             }
           }
+        };
+        // pass 1: unpool every channel with repeated switches into its own plane, summing them
+        // (overlapping pools) before the rectifier, as autograd sums them
+        for (int64_t a = 0; a < n_act; ++a) {
+          if (slot[a] < 0) continue;  // distinct switches: no sums to form
+          scalar_t* sc = scratch.data() + slot[a] * plane;
+          each_pooled(a, 0, g.h, [&](scalar_t v, int64_t p) { sc[p] += v; });
         }
         // pass 2: each distinct switch once, rectified, handed to `use(p, u, w_c)` with its
         // channel's weights (kH, kW, C_in). In bands of pooled rows with every channel inside a
@@ -227,29 +232,17 @@ at::Tensor unpool_conv_transpose2d_cpu(const at::Tensor& input, const at::Tensor
           for (int64_t i0 = 0; i0 < g.h; i0 += kBandRows) {
             const int64_t i1 = std::min(g.h, i0 + kBandRows);
             for (int64_t a = 0; a < n_act; ++a) {
-              const int64_t co = active[a];
-              const scalar_t* in_c = ip + n * in_sn + (chp ? 0 : co * in_sc);
-              const int64_t* ix_c = xp + n * ix_sn + co * ix_sc;
               scalar_t* sc = slot[a] >= 0 ? scratch.data() + slot[a] * plane : nullptr;
-              const scalar_t* w_c = wp + co * taps * C;
-              for (int64_t i = i0; i < i1; ++i) {
-                for (int64_t j = 0; j < g.w; ++j) {
-                  const scalar_t v = in_c[i * in_sh + j * in_sw];
-                  if (v == scalar_t(0)) continue;
-                  const int64_t p = ix_c[i * ix_sh + j * ix_sw];
-                  if (!switch_valid(p, plane)) {
-                    local_bad = true;
-                    continue;
-                  }
-                  scalar_t u = v;
-                  if (sc != nullptr) {
-                    u = sc[p];
-                    sc[p] = scalar_t(0);
-                  }
-                  if (u == scalar_t(0) || (rectify && u < scalar_t(0))) continue;
-                  use(p, u, w_c);
+              const scalar_t* w_c = wp + active[a] * taps * C;
+              each_pooled(a, i0, i1, [&](scalar_t v, int64_t p) {
+                scalar_t u = v;
+                if (sc != nullptr) {
+                  u = sc[p];
+                  sc[p] = scalar_t(0);
                 }
-              }
+                if (u == scalar_t(0) || (rectify && u < scalar_t(0))) return;
+                use(p, u, w_c);
+              });
             }
           }
         };
