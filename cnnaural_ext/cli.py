@@ -52,6 +52,14 @@ def _add_auralise(p):
     p.add_argument("--no-normalize", action="store_true", help="do not peak-normalise the clips")
 
 
+def _add_corpus_split(p, what: str):
+    """What `report --data` and `selectivity` share: which tracks of the corpus, and the clip cache."""
+    p.add_argument("--split", choices=["test", "val", "train", "all"], default="test",
+                   help=f"tracks of {what} to use: a split recorded in the checkpoint, or all (default test)")
+    p.add_argument("--cache-dir", default=None, metavar="DIR",
+                   help="clip cache folder (default: $CNNAURAL_CACHE or ~/.cache/cnnaural)")
+
+
 def _add_tracks_out(p):
     """What `auralise` and `report` share: the tracks, the model, input and auralisation options, the output."""
     p.add_argument("tracks", nargs="+", metavar="TRACK", help="audio file(s): wav, flac, ogg, opus, mp3")
@@ -104,10 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds of BWV 846 scored as onset detectors (default 30)")
     g.add_argument("--data", metavar="DIR", default=None,
                    help="corpus, one sub-folder per class: add the class-selectivity heat map and table")
-    g.add_argument("--split", choices=["test", "val", "train", "all"], default="test",
-                   help="tracks of --data to use: a split recorded in the checkpoint, or all (default test)")
-    g.add_argument("--cache-dir", default=None, metavar="DIR",
-                   help="clip cache folder for --data (default: $CNNAURAL_CACHE or ~/.cache/cnnaural)")
+    _add_corpus_split(g, "--data")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("onsets", help="score every feature of a layer as an onset detector on J.S. Bach's "
@@ -132,10 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data_dir", metavar="DATA_DIR", help="corpus: one sub-folder of audio files per class")
     _add_model(p)
     p.add_argument("--layer", default=None, help="1-based conv layer (default: the deepest)")
-    p.add_argument("--split", choices=["test", "val", "train", "all"], default="test",
-                   help="tracks to use: a split recorded in the checkpoint, or all of DATA_DIR (default test)")
+    _add_corpus_split(p, "DATA_DIR")
     p.add_argument("--off-ratio", type=float, default=0.25, help="threshold for 'switched off' (default 0.25)")
-    p.add_argument("--cache-dir", default=None, help="clip cache folder (default: $CNNAURAL_CACHE or ~/.cache/cnnaural)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.set_defaults(func=cmd_selectivity)
 

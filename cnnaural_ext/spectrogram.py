@@ -116,7 +116,7 @@ class Spectrogram(torch.nn.Module):
         with the module), a cast otherwise."""
         dtype = x.real.dtype if x.is_complex() else x.dtype
         w = {torch.float32: self.window32, torch.float64: self.window64}.get(dtype)
-        if w is None or w.device != x.device:
+        if w is None or w.device != x.device or w.dtype != dtype:  # e.g. after Module.double()
             w = self.window64.to(device=x.device, dtype=dtype)
         return w
 
