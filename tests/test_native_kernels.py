@@ -257,3 +257,47 @@ def test_native_and_reference_auralisations_agree_on_the_paper_model(layer, devi
     scale = ref.maps.abs().amax()
     torch.testing.assert_close(native.maps, ref.maps, rtol=1e-5, atol=1e-5 * float(scale))
     torch.testing.assert_close(native.audio, ref.audio, rtol=1e-5, atol=1e-5 * float(ref.audio.abs().amax()))
+
+
+def _thp_enabled():
+    try:
+        mode = open("/sys/kernel/mm/transparent_hugepage/enabled").read()
+    except OSError:
+        return False
+    return "[never]" not in mode
+
+
+def _huge_kb_backing(t):
+    """AnonHugePages (kB) of the mappings that hold tensor `t`'s data, from /proc/self/smaps
+    (advising a range splits its mapping, so the data spans several)."""
+    begin = t.data_ptr()
+    end = begin + t.numel() * t.element_size()
+    inside, huge = False, 0
+    for line in open("/proc/self/smaps"):
+        head = line.split()[0]
+        if "-" in head and ":" not in head:  # a mapping's header: start-end perms ...
+            lo, hi = (int(v, 16) for v in head.split("-"))
+            inside = lo < end and begin < hi
+        elif inside and line.startswith("AnonHugePages:"):
+            huge += int(line.split()[1])
+    return huge
+
+
+@pytest.mark.skipif(not _thp_enabled(), reason="transparent huge pages are off on this machine")
+def test_large_cpu_outputs_are_backed_by_huge_pages():
+    # 32 seeds x 64 channels x 96 x 96 float32 = 75 MB: advised before the first write
+    x, idx, w, usize = pooled_case(0, 32, 8, 64, 96, 96, 2, 2, (3, 3), (1, 1), (1, 1), (1, 1), torch.float32,
+                                   True, "one-feature")
+    out = torch.ops.cnnaural.unpool_conv_transpose2d(x, idx, w, None, list(usize), [1, 1], [1, 1], [0, 0], [1, 1],
+                                                     True)
+    assert _huge_kb_backing(out) >= 2048
+    torch.testing.assert_close(out, reference.unpool_conv_transpose2d(x, idx, w, None, unpool_size=usize,
+                                                                      stride=(1, 1), padding=(1, 1)))
+    n = 11025 * 20
+    X = torch.stft(torch.randn(n), 512, 256, window=torch.hann_window(512), return_complex=True)
+    gain = torch.rand(32, *X.shape)  # output 32 x 221500 float32 = 28 MB
+    audio = torch.ops.cnnaural.masked_istft(X, gain, 512, 256, 512, torch.hann_window(512), True, n + 1000, "mask")
+    assert _huge_kb_backing(audio) >= 2048
+    torch.testing.assert_close(audio, reference.masked_istft(X, gain, n_fft=512, hop_length=256, win_length=512,
+                                                             window=torch.hann_window(512), center=True,
+                                                             length=n + 1000, mode="mask"))

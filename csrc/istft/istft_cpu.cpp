@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "../common/checks.h"
+#include "../common/huge_pages.h"
 #include "istft.h"
 #include "istft_math.h"
 
@@ -22,8 +23,9 @@ at::Tensor masked_istft_cpu(const at::Tensor& stft, const at::Tensor& gain, int6
   const IstftGeometry g =
       check_masked_istft(kOp, stft, gain, n_fft, hop_length, win_length, window, center, length, mode);
   CNNAURAL_CHECK(gain.device().is_cpu(), kOp, "the CPU kernel got a tensor on ", gain.device());
-  at::Tensor out = at::zeros({g.n, g.out_len}, gain.options());
+  at::Tensor out = at::empty({g.n, g.out_len}, gain.options());
   if (g.n == 0 || g.out_len == 0) return out;
+  advise_huge_pages(out);
 
   const at::Tensor win = padded_window(window, n_fft, win_length);
   const at::Tensor x = (g.stft_batched ? stft : stft.unsqueeze(0)).resolve_conj();
@@ -32,11 +34,13 @@ at::Tensor masked_istft_cpu(const at::Tensor& stft, const at::Tensor& gain, int6
   const int64_t T = g.n_frames, F = g.n_freqs;
   // samples of the full signal that exist (beyond them the output is zero-padded, as torch.istft)
   const int64_t kept = std::min(g.out_len, std::max<int64_t>(g.full_len - g.start, 0));
+  if (kept < g.out_len) out.narrow(1, kept, g.out_len - kept).zero_();  // past the signal: zero-padded
 
   AT_DISPATCH_FLOATING_TYPES(gain.scalar_type(), "masked_istft_cpu", [&] {
     using cplx = c10::complex<scalar_t>;
     // 1. combine, written (N, T, F): each frame's spectrum contiguous for the FFT
     at::Tensor y = at::empty({g.n, T, F}, stft.options());
+    advise_huge_pages(y);
     const cplx* xp = x.data_ptr<cplx>();
     const scalar_t* gp = gain.data_ptr<scalar_t>();
     cplx* yp = y.data_ptr<cplx>();

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "../common/checks.h"
+#include "../common/huge_pages.h"
 #include "unpool_conv.h"
 #include "unpool_conv_math.h"
 
@@ -119,6 +120,7 @@ at::Tensor unpool_conv_transpose2d_cpu(const at::Tensor& input, const at::Tensor
   CNNAURAL_CHECK(input.device().is_cpu(), kOp, "the CPU kernel got a tensor on ", input.device());
   at::Tensor out = at::empty({g.n, g.c_in, g.oh, g.ow}, input.options().memory_format(at::MemoryFormat::ChannelsLast));
   if (out.numel() == 0) return out;
+  advise_huge_pages(out);
 
   const at::Tensor wt = weight.permute({0, 2, 3, 1}).contiguous();  // (C_out, kH, kW, C_in)
   const at::Tensor b = bias.has_value() ? bias->contiguous() : at::Tensor();
