@@ -157,6 +157,7 @@ at::Tensor unpool_conv_transpose2d_cpu(const at::Tensor& input, const at::Tensor
       // all zeros between tasks.
       static thread_local std::vector<scalar_t> scratch;
       std::vector<int64_t> active, slot;
+      std::vector<int32_t> cols(g.w);  // the kept columns of one pooled row
       bool local_bad = false;
       for (int64_t task = begin; task < end; ++task) {
         const int64_t n = task / n_cb, c0 = (task % n_cb) * cblk, cl = std::min(cblk, C - c0);
@@ -201,21 +202,37 @@ at::Tensor unpool_conv_transpose2d_cpu(const at::Tensor& input, const at::Tensor
           if (distinct.empty() || !distinct[active[a]]) slot[a] = n_slots++;
         }
         if (scratch.size() < static_cast<size_t>(n_slots * plane)) scratch.resize(n_slots * plane, scalar_t(0));
-        // the non-zero pooled values of rows [i0, i1) of active channel a, with their switches,
-        // in raster order; a switch outside the plane is flagged and skipped
-        auto each_pooled = [&](int64_t a, int64_t i0, int64_t i1, auto&& fn) {
+        // the non-zero pooled values of rows [i0, i1) of active channel a (only the positive ones
+        // when `positive`), with their switches, in raster order; a switch outside the plane is
+        // flagged and skipped. Each row is first compacted to the columns it keeps, with no
+        // branch per value: the signs of real activations defeat the branch predictor.
+        auto each_pooled = [&](int64_t a, int64_t i0, int64_t i1, bool positive, auto&& fn) {
           const scalar_t* in_c = ip + n * in_sn + (chp ? 0 : active[a] * in_sc);
           const int64_t* ix_c = xp + n * ix_sn + active[a] * ix_sc;
+          int32_t* kept = cols.data();
           for (int64_t i = i0; i < i1; ++i) {
-            for (int64_t j = 0; j < g.w; ++j) {
-              const scalar_t v = in_c[i * in_sh + j * in_sw];
-              if (v == scalar_t(0)) continue;
-              const int64_t p = ix_c[i * ix_sh + j * ix_sw];
+            const scalar_t* vrow = in_c + i * in_sh;
+            const int64_t* xrow = ix_c + i * ix_sh;
+            int64_t n_kept = 0;
+            if (positive) {
+              for (int64_t j = 0; j < g.w; ++j) {
+                kept[n_kept] = static_cast<int32_t>(j);
+                n_kept += vrow[j * in_sw] > scalar_t(0);
+              }
+            } else {
+              for (int64_t j = 0; j < g.w; ++j) {
+                kept[n_kept] = static_cast<int32_t>(j);
+                n_kept += vrow[j * in_sw] != scalar_t(0);
+              }
+            }
+            for (int64_t k = 0; k < n_kept; ++k) {
+              const int64_t j = kept[k];
+              const int64_t p = xrow[j * ix_sw];
               if (!switch_valid(p, plane)) {
                 local_bad = true;
                 continue;
               }
-              fn(v, p);
+              fn(vrow[j * in_sw], p);
             }
           }
         };
@@ -224,7 +241,7 @@ at::Tensor unpool_conv_transpose2d_cpu(const at::Tensor& input, const at::Tensor
         for (int64_t a = 0; a < n_act; ++a) {
           if (slot[a] < 0) continue;  // distinct switches: no sums to form
           scalar_t* sc = scratch.data() + slot[a] * plane;
-          each_pooled(a, 0, g.h, [&](scalar_t v, int64_t p) { sc[p] += v; });
+          each_pooled(a, 0, g.h, false, [&](scalar_t v, int64_t p) { sc[p] += v; });
         }
         // pass 2: each distinct switch once, rectified, handed to `use(p, u, w_c)` with its
         // channel's weights (kH, kW, C_in). In bands of pooled rows with every channel inside a
@@ -236,7 +253,8 @@ at::Tensor unpool_conv_transpose2d_cpu(const at::Tensor& input, const at::Tensor
             for (int64_t a = 0; a < n_act; ++a) {
               scalar_t* sc = slot[a] >= 0 ? scratch.data() + slot[a] * plane : nullptr;
               const scalar_t* w_c = wp + active[a] * taps * C;
-              each_pooled(a, i0, i1, [&](scalar_t v, int64_t p) {
+              // distinct switches: the value is the unpooled value, so the rectifier can skip it here
+              each_pooled(a, i0, i1, rectify && sc == nullptr, [&](scalar_t v, int64_t p) {
                 scalar_t u = v;
                 if (sc != nullptr) {
                   u = sc[p];
