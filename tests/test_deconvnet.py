@@ -211,6 +211,26 @@ def test_chunked_seeds_match_one_batch():
     torch.testing.assert_close(full, tiny)
 
 
+@pytest.mark.skipif(not ca.ops.native_available(), reason="native extension not built")
+def test_chunks_count_only_what_the_native_fused_op_materialises(monkeypatch):
+    """Native: a fused block never holds its unpooled maps, so only conv inputs (the op's outputs)
+    size the chunks; reference: the unpooled maps (conv outputs at full resolution) do."""
+    model = ZOO["paper_cnn5_small"]
+    x = torch.rand(1, 1, 64, 48)
+    dn = ca.DeconvNet(model, max_batch_bytes=1 << 20)
+    rec = dn.record(x, 3)
+    end = dn._end_step(3)
+    seeds = torch.zeros(4, 1, 2, 2)
+    convs = [i for i, st in enumerate(dn.steps[:end + 1]) if st.kind == "conv"]
+    largest_conv_input = max(int(torch.tensor(rec.in_shapes[i][1:]).prod()) for i in convs)
+    largest = max(int(torch.tensor(s[1:]).prod()) for s in rec.in_shapes[:end + 1])
+    assert largest > largest_conv_input
+    native = dn._chunk_size(rec, end, seeds)
+    assert native == (1 << 20) // (largest_conv_input * 4 * 2)
+    monkeypatch.setenv("CNNAURAL_BACKEND", "reference")
+    assert dn._chunk_size(rec, end, seeds) == (1 << 20) // (largest * 4 * 2) < native
+
+
 def test_model_untouched_and_train_mode_kept():
     model = copy.deepcopy(ZOO["batchnorm"]).train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
