@@ -129,33 +129,46 @@ def _fit_logistic(X, y, n_classes, l2=1e-3, seed=0):
 def linear_baseline(train_tracks, test_tracks, classes, *, spectrogram=None, cache_dir=None,
                     sample_rate: int = 11025, n_fft: int = 512, hop_length: int = 256,
                     clip_seconds: float = 4.0, clips_per_track: int = 10, n_mels: int = 40,
-                    source_cache: ClipCache | None = None, seed: int = 0, progress: bool = True) -> dict:
+                    source_cache: ClipCache | None = None, train_clips_per_track: int | None = None,
+                    train_source_cache: ClipCache | None = None, seed: int = 0, progress: bool = True) -> dict:
     """Logistic regression on per-clip log-mel statistics, trained on `train_tracks`, scored by track.
 
     Features: mean and std over time of log(1 + mel(|X|)) with `n_mels` bands (the project's
     Spectrogram mel filterbank) for the same clips the CNN sees. When `source_cache` (the CNN's
     ClipCache) holds a mel-free linear/log1p input, the features are derived from its cached
     arrays (no audio is decoded again); otherwise a separate ClipCache of the log1p-mel
-    Spectrogram is built.
+    Spectrogram is built. `train_clips_per_track` (default `clips_per_track`) cuts that many
+    clips from each training track, as `train(train_clips=...)` does for the CNN;
+    `train_source_cache` is the CNN's ClipCache of those.
 
     Returns:
         dict(test_track_accuracy, test_track_balanced_accuracy, test_clip_accuracy, confusion
         (by track, rows = true), per_class, n_features, features (a description)).
     """
     classes = list(classes)
-    if source_cache is not None and not source_cache.spectrogram.n_mels \
-            and source_cache.spectrogram.scale in ("linear", "log1p"):
-        cache = source_cache
+    train_clips_per_track = clips_per_track if train_clips_per_track is None else train_clips_per_track
+
+    def reusable(c):  # a CNN cache whose mel-free linear/log1p input the features can be made from
+        return c is not None and not c.spectrogram.n_mels and c.spectrogram.scale in ("linear", "log1p")
+
+    if reusable(source_cache):
         spec = source_cache.spectrogram
     else:
         if spectrogram is not None:
             sample_rate, n_fft, hop_length = spectrogram.sample_rate, spectrogram.n_fft, spectrogram.hop_length
         spec = Spectrogram(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length,
                            scale="log1p", n_mels=n_mels)
-        cache = ClipCache(spec, cache_dir, clip_seconds=clip_seconds, clips_per_track=clips_per_track,
-                          progress=progress)
 
-    def features(tracks, desc):
+    def clip_cache(given, n_clips):
+        if reusable(given) and given.spectrogram is spec and given.clips_per_track == n_clips:
+            return given
+        return ClipCache(spec, cache_dir, clip_seconds=clip_seconds, clips_per_track=n_clips, progress=progress)
+
+    cache = clip_cache(source_cache, clips_per_track)
+    train_cache = cache if train_clips_per_track == clips_per_track else clip_cache(train_source_cache,
+                                                                                     train_clips_per_track)
+
+    def features(tracks, desc, cache):
         ds = ClipDataset(tracks, classes, cache, desc=desc)
         X, y, t = [], [], []
         for i, arr in enumerate(ds.arrays):
@@ -164,8 +177,8 @@ def linear_baseline(train_tracks, test_tracks, classes, *, spectrogram=None, cac
             t += [i] * arr.shape[0]
         return np.concatenate(X), np.asarray(y), np.asarray(t), ds
 
-    Xtr, ytr, _, _ = features(train_tracks, "baseline train")
-    Xte, yte, tte, dte = features(test_tracks, "baseline test")
+    Xtr, ytr, _, _ = features(train_tracks, "baseline train", train_cache)
+    Xte, yte, tte, dte = features(test_tracks, "baseline test", cache)
     predict = _fit_logistic(Xtr, ytr, len(classes), seed=seed)
     p = predict(Xte)
     tp = track_predictions(p, tte, len(dte.tracks))
@@ -176,6 +189,7 @@ def linear_baseline(train_tracks, test_tracks, classes, *, spectrogram=None, cac
         test_track_balanced_accuracy=_balanced_accuracy(conf),
         test_clip_accuracy=float(np.mean(p.argmax(1) == yte)),
         confusion=conf, per_class=per_class_scores(conf, classes), n_features=int(Xtr.shape[1]),
+        n_train_clips=int(Xtr.shape[0]),
         features=f"mean and std over time of log(1 + mel{n_mels}(|X|)) per {clip_seconds:g} s clip; "
                  "multinomial logistic regression (standardised, L2 1e-3, L-BFGS)")
 
@@ -229,7 +243,7 @@ def _default_recipe(data_dir, out, kwargs):
 def train(data_dir, out, *, arch: str = "paper_cnn5", channels=48, batchnorm: bool = False,
           dense=(512, 256), dropout=None, scale: str = "log1p", n_mels: int | None = None,
           sample_rate: int = 11025, n_fft: int = 512, hop_length: int = 256,
-          clip_seconds: float = 4.0, clips_per_track: int = 10, epochs: int = 30,
+          clip_seconds: float = 4.0, clips_per_track: int = 10, train_clips: int | None = None, epochs: int = 30,
           batch_size: int = 32, lr: float = 5e-4, optimizer: str = "rmsprop", weight_decay: float = 0.0,
           patience: int = 5, seed: int = 0, val: float = 0.15, test: float = 0.15, cache_dir=None,
           max_minutes: float | None = None, threads: int | None = None, progress: bool = True,
@@ -242,7 +256,11 @@ def train(data_dir, out, *, arch: str = "paper_cnn5", channels=48, batchnorm: bo
         arch, channels, batchnorm, dense, dropout: the model (`dropout` None: the architecture's
             default); input_shape = (spec.n_bins, spec.n_frames(int(clip_seconds * sample_rate))).
         scale, n_mels, sample_rate, n_fft, hop_length: the Spectrogram of the network input.
-        clip_seconds, clips_per_track: the clips cut from every track (`data.ClipCache`).
+        clip_seconds, clips_per_track: the clips cut from every track (`data.ClipCache`), 10 as
+            in the paper; validation and test are always scored on these.
+        train_clips: clips per training track (default `clips_per_track`): more clips, evenly
+            spaced over each track, give the network more of every training track to learn
+            from; the baseline is fitted on the same clips.
         epochs, batch_size, lr, optimizer ("rmsprop" | "adam"), weight_decay: the optimisation.
         patience: stop after this many epochs without a lower validation loss; the weights of
             the best epoch are restored.
@@ -272,7 +290,7 @@ def train(data_dir, out, *, arch: str = "paper_cnn5", channels=48, batchnorm: bo
     call_kwargs = dict(arch=arch, channels=channels, batchnorm=batchnorm, dense=dense, dropout=dropout,
                        scale=scale, n_mels=n_mels, sample_rate=sample_rate, n_fft=n_fft,
                        hop_length=hop_length, clip_seconds=clip_seconds, clips_per_track=clips_per_track,
-                       epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
+                       train_clips=train_clips, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
                        weight_decay=weight_decay, patience=patience, seed=seed, val=val, test=test,
                        max_minutes=max_minutes, threads=threads)
     if arch not in models.ARCHITECTURES:
@@ -282,6 +300,8 @@ def train(data_dir, out, *, arch: str = "paper_cnn5", channels=48, batchnorm: bo
     if epochs < 1 or batch_size < 1 or lr <= 0 or patience < 1:
         raise CnnauralError(f"need epochs >= 1, batch_size >= 1, lr > 0 and patience >= 1 "
                             f"(got {epochs}, {batch_size}, {lr}, {patience})")
+    if train_clips is not None and train_clips < 1:
+        raise CnnauralError(f"train_clips must be >= 1 (got {train_clips})")
     if max_minutes is not None and max_minutes <= 0:
         raise CnnauralError(f"max_minutes must be > 0 (got {max_minutes})")
     if threads is not None and threads < 1:
@@ -304,8 +324,13 @@ def train(data_dir, out, *, arch: str = "paper_cnn5", channels=48, batchnorm: bo
     spec = Spectrogram(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, scale=scale, n_mels=n_mels)
     cache = ClipCache(spec, cache_dir, clip_seconds=clip_seconds, clips_per_track=clips_per_track,
                       progress=progress)
+    train_cache = cache
+    if train_clips is not None and train_clips != clips_per_track:
+        train_cache = ClipCache(spec, cache_dir, clip_seconds=clip_seconds, clips_per_track=train_clips,
+                                progress=progress)
     split = split_by_track(tracks, val=val, test=test, seed=seed)
-    ds = {k: ClipDataset(split[k], classes, cache, desc=f"{k} clips") for k in SPLITS}
+    ds = {k: ClipDataset(split[k], classes, train_cache if k == "train" else cache, desc=f"{k} clips")
+          for k in SPLITS}
     for k in SPLITS:
         missing = [c for c in classes if c not in {cl for _, cl in ds[k].tracks}]
         if missing:
@@ -315,7 +340,8 @@ def train(data_dir, out, *, arch: str = "paper_cnn5", channels=48, batchnorm: bo
         print(f"classes: {', '.join(classes)}; tracks train/val/test: "
               + "/".join(str(len(ds[k].tracks)) for k in SPLITS)
               + "; clips: " + "/".join(str(len(ds[k])) for k in SPLITS)
-              + f"; cache: {cache.directory} ({cache.computed} computed, {cache.reused} reused)")
+              + f"; cache: {cache.directory} ({cache.computed + (train_cache is not cache) * train_cache.computed} computed, "
+              f"{cache.reused + (train_cache is not cache) * train_cache.reused} reused)")
 
     # -- model -----------------------------------------------------------------------------------
     n_samples = int(clip_seconds * sample_rate)
@@ -345,7 +371,9 @@ def train(data_dir, out, *, arch: str = "paper_cnn5", channels=48, batchnorm: bo
         if baseline:
             base = linear_baseline(ds["train"].tracks, ds["test"].tracks, classes, spectrogram=spec,
                                    cache_dir=cache_dir, clip_seconds=clip_seconds,
-                                   clips_per_track=clips_per_track, source_cache=cache, seed=seed,
+                                   clips_per_track=clips_per_track, source_cache=cache,
+                                   train_clips_per_track=train_clips or clips_per_track,
+                                   train_source_cache=train_cache, seed=seed,
                                    progress=progress)
     finally:
         torch.set_num_threads(old_threads)
@@ -371,7 +399,8 @@ def train(data_dir, out, *, arch: str = "paper_cnn5", channels=48, batchnorm: bo
     rel = {k: [_rel(p, data_dir) for p, _ in ds[k].tracks] for k in SPLITS}
     models.save_checkpoint(out, model.cpu(), spec, arch=arch, arch_kwargs=arch_kwargs, classes=classes,
                            initial_conv1=initial_conv1, metrics=metrics, recipe=recipe, split=rel,
-                           clips=dict(clip_seconds=float(clip_seconds), clips_per_track=int(clips_per_track)))
+                           clips=dict(clip_seconds=float(clip_seconds), clips_per_track=int(clips_per_track),
+                                      train_clips=int(train_clips or clips_per_track)))
     if progress:
         print(format_summary(metrics))
         print(f"checkpoint written to {out}")
@@ -501,7 +530,11 @@ def add_arguments(parser):
     parser.add_argument("--n-fft", type=int, default=512)
     parser.add_argument("--hop-length", type=int, default=256)
     parser.add_argument("--clip-seconds", type=float, default=4.0)
-    parser.add_argument("--clips-per-track", type=int, default=10)
+    parser.add_argument("--clips-per-track", type=int, default=10,
+                        help="clips of --clip-seconds per track, evenly spaced (default 10, as the paper); "
+                             "validation and test are scored on these")
+    parser.add_argument("--train-clips", type=int, default=None,
+                        help="clips per training track (default: --clips-per-track); the baseline is fitted on the same")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=5e-4)
@@ -532,7 +565,7 @@ def recipe_from_args(args) -> str:
         parts.append("--batchnorm")
     if args.n_mels:
         parts += ["--n-mels", str(args.n_mels)]
-    for opt in ("sample_rate", "n_fft", "hop_length", "clip_seconds", "clips_per_track", "epochs",
+    for opt in ("sample_rate", "n_fft", "hop_length", "clip_seconds", "clips_per_track", "train_clips", "epochs",
                 "batch_size", "lr", "optimizer", "weight_decay", "patience", "seed", "max_minutes",
                 "threads", "cache_dir"):
         v = getattr(args, opt)
@@ -548,7 +581,8 @@ def run(args) -> int:
     metrics = train(args.data_dir, args.out, arch=args.arch, channels=args.channels, batchnorm=args.batchnorm,
           dense=_parse_ints(args.dense, "--dense"), scale=args.scale, n_mels=args.n_mels,
           sample_rate=args.sample_rate, n_fft=args.n_fft, hop_length=args.hop_length,
-          clip_seconds=args.clip_seconds, clips_per_track=args.clips_per_track, epochs=args.epochs,
+          clip_seconds=args.clip_seconds, clips_per_track=args.clips_per_track, train_clips=args.train_clips,
+          epochs=args.epochs,
           batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, weight_decay=args.weight_decay,
           patience=args.patience, seed=args.seed, cache_dir=args.cache_dir, max_minutes=args.max_minutes,
           threads=args.threads, progress=not args.no_progress, baseline=not args.no_baseline,

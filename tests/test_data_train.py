@@ -273,6 +273,22 @@ def test_train_is_deterministic(corpus, trained, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_train_clips_give_training_tracks_more_clips(corpus, trained, tmp_path):
+    """--train-clips: more clips per training track for the CNN and the baseline; validation and
+    test stay on --clips-per-track."""
+    _, base_metrics, cache_dir = trained
+    kw = dict(TINY, epochs=1)
+    m = tr.train(corpus, tmp_path / "more.pt", cache_dir=cache_dir, train_clips=2 * TINY["clips_per_track"], **kw)
+    assert m["n_clips"]["val"] == base_metrics["n_clips"]["val"]
+    assert m["n_clips"]["test"] == base_metrics["n_clips"]["test"]
+    assert m["n_clips"]["train"] > base_metrics["n_clips"]["train"]
+    assert m["baseline"]["n_train_clips"] == m["n_clips"]["train"]
+    assert base_metrics["baseline"]["n_train_clips"] == base_metrics["n_clips"]["train"]
+    assert torch.load(tmp_path / "more.pt", weights_only=True)["clips"]["train_clips"] == 2 * TINY["clips_per_track"]
+    with pytest.raises(CnnauralError, match="train_clips"):
+        tr.train(corpus, tmp_path / "bad.pt", cache_dir=cache_dir, train_clips=0, **kw)
+
+
 def test_linear_baseline_from_a_mel_cache(corpus, tmp_path):
     """The baseline also works without a reusable CNN cache (its own log-mel ClipCache)."""
     tracks = data.scan_tracks(corpus)
