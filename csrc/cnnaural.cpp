@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 #include <torch/extension.h>
 
+#include "common/output_pool.h"
 #include "istft/istft.h"
 
 #ifdef _OPENMP
@@ -38,4 +39,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("build_info", &build_info, "How this extension was built and how many threads it uses.");
   m.def("envelope_cache_size", &cnnaural::envelope_cache_size,
         "Window envelopes masked_istft holds (per window tensor, version and geometry).");
+  m.def("output_pool_bytes", &cnnaural::output_pool_bytes,
+        "Bytes of freed CPU output buffers the kernels keep for their next calls (at most 256 MiB).");
+  m.def("release_output_pool", &cnnaural::release_output_pool,
+        "Return the freed CPU output buffers the kernels keep to the OS.");
 }

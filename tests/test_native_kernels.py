@@ -320,3 +320,73 @@ def test_large_cpu_outputs_are_backed_by_huge_pages():
     torch.testing.assert_close(audio, reference.masked_istft(X, gain, n_fft=512, hop_length=256, win_length=512,
                                                              window=torch.hann_window(512), center=True,
                                                              length=n, mode="mask"))
+
+
+def _big_case():
+    # 32 seeds x 64 channels x 96 x 96 float32 = 75 MB of output
+    x, idx, w, usize = pooled_case(1, 32, 8, 64, 96, 96, 2, 2, (3, 3), (1, 1), (1, 1), (1, 1), torch.float32,
+                                   True, "half")
+
+    def run():
+        return torch.ops.cnnaural.unpool_conv_transpose2d(x, idx, w, None, list(usize), [1, 1], [1, 1], [0, 0],
+                                                          [1, 1], True)
+    ref = reference.unpool_conv_transpose2d(x, idx, w, None, unpool_size=usize, stride=(1, 1), padding=(1, 1))
+    return run, ref
+
+
+def test_large_outputs_reuse_freed_buffers():
+    """A freed large output is kept and handed to the next call of that size, which rewrites it
+    whole: no stale values, same layout."""
+    from cnnaural_ext import _C
+
+    _C.release_output_pool()
+    assert _C.output_pool_bytes() == 0
+    run, ref = _big_case()
+    out = run()
+    ptr = out.data_ptr()
+    out.fill_(float("nan"))  # what a caller may leave in it
+    del out
+    assert _C.output_pool_bytes() >= 72 * 2 ** 20  # the 72 MiB output
+    again = run()
+    assert again.data_ptr() == ptr and _C.output_pool_bytes() == 0
+    assert again.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(again, ref)
+
+    n = 11025 * 30
+    X = torch.stft(torch.randn(n), 512, 256, window=torch.hann_window(512), return_complex=True)
+    win = torch.hann_window(512)
+    for seed in range(2):  # the second call reuses the first one's buffers (output and spectra)
+        gain = torch.rand(40, *X.shape, generator=torch.Generator().manual_seed(seed))
+        audio = torch.ops.cnnaural.masked_istft(X, gain, 512, 256, 512, win, True, n + 777, "mask")
+        expected = reference.masked_istft(X, gain, n_fft=512, hop_length=256, win_length=512, window=win,
+                                          center=True, length=n + 777, mode="mask")
+        torch.testing.assert_close(audio, expected)
+        audio.fill_(float("nan"))
+        del audio
+    _C.release_output_pool()
+    assert _C.output_pool_bytes() == 0
+
+
+def test_output_pool_is_bounded_and_can_be_turned_off():
+    import subprocess
+    import sys
+
+    from cnnaural_ext import _C
+
+    _C.release_output_pool()
+    for mb in (100, 200, 300, 150, 20, 40):  # freed at once: the oldest go when over the bound
+        out = torch.ops.cnnaural.unpool_conv_transpose2d(torch.ones(1, 1, 1, 1), torch.zeros(1, 1, 1, 1,
+                                                         dtype=torch.long), torch.ones(1, mb * 2 ** 18 // 4096, 1, 1),
+                                                         None, [64, 64], [1, 1], [0, 0], [0, 0], [1, 1], True)
+        assert out.numel() * 4 == mb * 2 ** 20
+        del out
+        assert _C.output_pool_bytes() <= 256 * 2 ** 20
+    assert _C.output_pool_bytes() > 0
+    _C.release_output_pool()
+    code = ("import torch, cnnaural_ext; from cnnaural_ext import _C\n"
+            "out = torch.ops.cnnaural.unpool_conv_transpose2d(torch.ones(1, 1, 1, 1), torch.zeros(1, 1, 1, 1, "
+            "dtype=torch.long), torch.ones(1, 6400, 1, 1), None, [64, 64], [1, 1], [0, 0], [0, 0], [1, 1], True)\n"
+            "del out\nprint(_C.output_pool_bytes())\n")
+    env = dict(__import__("os").environ, CNNAURAL_OUTPUT_POOL="0")
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert res.stdout.strip() == "0"

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "../common/checks.h"
-#include "../common/huge_pages.h"
+#include "../common/output_pool.h"
 #include "unpool_conv.h"
 #include "unpool_conv_math.h"
 
@@ -118,9 +118,8 @@ at::Tensor unpool_conv_transpose2d_cpu(const at::Tensor& input, const at::Tensor
   const UnpoolConvGeometry g = check_unpool_conv(kOp, input, indices, weight, bias, unpool_size, stride, padding,
                                                  output_padding, dilation, channels);
   CNNAURAL_CHECK(input.device().is_cpu(), kOp, "the CPU kernel got a tensor on ", input.device());
-  at::Tensor out = at::empty({g.n, g.c_in, g.oh, g.ow}, input.options().memory_format(at::MemoryFormat::ChannelsLast));
+  at::Tensor out = pooled_empty({g.n, g.c_in, g.oh, g.ow}, input.scalar_type(), at::MemoryFormat::ChannelsLast);
   if (out.numel() == 0) return out;
-  advise_huge_pages(out);
 
   const at::Tensor wt = weight.permute({0, 2, 3, 1}).contiguous();  // (C_out, kH, kW, C_in)
   const at::Tensor b = bias.has_value() ? bias->contiguous() : at::Tensor();

@@ -1,0 +1,30 @@
+// Large CPU outputs from a small cache of freed buffers. A fresh output of many megabytes is a
+// new mapping: the OS zero-fills every page on first touch, and the op then writes it again
+// (12% of a dense 64-channel block's time in `perf`, as `clear_page`). Keeping the last few freed
+// output buffers mapped lets the next call of the same size skip that. Buffers are 2 MiB-aligned
+// and advised as transparent huge pages when new (see huge_pages.h).
+//
+// What is kept is bounded (kPoolMaxBytes, kPoolMaxBuffers; the oldest go first), returned to the
+// OS by `release_output_pool()`, and off with CNNAURAL_OUTPUT_POOL=0 (read once). Outputs below
+// kPoolMinBytes come from at::empty as usual.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+
+namespace cnnaural {
+
+constexpr size_t kPoolMinBytes = size_t(8) << 20;
+constexpr size_t kPoolMaxBytes = size_t(256) << 20;  // free buffers kept, in all
+constexpr size_t kPoolMaxBuffers = 8;
+
+// An uninitialised CPU tensor of `sizes` and `dtype`, contiguous in `format` (Contiguous, or
+// ChannelsLast for 4-D). Its storage cannot be resized.
+at::Tensor pooled_empty(at::IntArrayRef sizes, at::ScalarType dtype,
+                        at::MemoryFormat format = at::MemoryFormat::Contiguous);
+
+int64_t output_pool_bytes();  // bytes of freed buffers kept now
+void release_output_pool();   // return them all to the OS
+
+}  // namespace cnnaural
