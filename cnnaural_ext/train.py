@@ -337,11 +337,12 @@ def train(data_dir, out, *, arch: str = "paper_cnn5", channels=48, batchnorm: bo
             raise CnnauralError(f"after skipping unreadable files the {k} split has no track of "
                                 f"{', '.join(missing)}: add more (readable) tracks to those classes")
     if progress:
+        caches = [cache] if train_cache is cache else [cache, train_cache]
         print(f"classes: {', '.join(classes)}; tracks train/val/test: "
               + "/".join(str(len(ds[k].tracks)) for k in SPLITS)
               + "; clips: " + "/".join(str(len(ds[k])) for k in SPLITS)
-              + f"; cache: {cache.directory} ({cache.computed + (train_cache is not cache) * train_cache.computed} computed, "
-              f"{cache.reused + (train_cache is not cache) * train_cache.reused} reused)")
+              + f"; cache: {cache.directory} ({sum(c.computed for c in caches)} computed, "
+              f"{sum(c.reused for c in caches)} reused)")
 
     # -- model -----------------------------------------------------------------------------------
     n_samples = int(clip_seconds * sample_rate)

@@ -1,14 +1,11 @@
 #include "output_pool.h"
 
-#include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <mutex>
 #include <utility>
 #include <vector>
-
-#include "checks.h"
-#include "huge_pages.h"
 
 #if defined(__linux__)
 #include <sys/mman.h>
@@ -17,6 +14,8 @@
 namespace cnnaural {
 
 namespace {
+
+constexpr size_t kHugePage = size_t(2) << 20;
 
 struct Pool {
   std::mutex mu;
@@ -40,7 +39,7 @@ bool pool_enabled() {
 
 void give_back(void* ptr, size_t bytes) {
   Pool& p = pool();
-  if (bytes <= kPoolMaxBytes) {
+  if (pool_enabled() && bytes <= kPoolMaxBytes) {
     std::lock_guard<std::mutex> lock(p.mu);
     while (!p.free.empty() && (p.cached + bytes > kPoolMaxBytes || p.free.size() >= kPoolMaxBuffers)) {
       p.cached -= p.free.front().first;
@@ -82,10 +81,8 @@ at::Tensor pooled_empty(at::IntArrayRef sizes, at::ScalarType dtype, at::MemoryF
   const auto options = at::TensorOptions().dtype(dtype).device(at::kCPU);
   const bool channels_last = format == at::MemoryFormat::ChannelsLast && sizes.size() == 4;
   const size_t bytes = static_cast<size_t>(c10::multiply_integers(sizes)) * at::elementSize(dtype);
-  if (!pool_enabled() || bytes < kPoolMinBytes) {
-    at::Tensor t = at::empty(sizes, options.memory_format(channels_last ? format : at::MemoryFormat::Contiguous));
-    advise_huge_pages(t);
-    return t;
+  if (bytes < kPoolMinBytes) {
+    return at::empty(sizes, options.memory_format(channels_last ? format : at::MemoryFormat::Contiguous));
   }
   const size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
   void* ptr = take(rounded);

@@ -1,12 +1,13 @@
 // Large CPU outputs from a small cache of freed buffers. A fresh output of many megabytes is a
 // new mapping: the OS zero-fills every page on first touch, and the op then writes it again
 // (12% of a dense 64-channel block's time in `perf`, as `clear_page`). Keeping the last few freed
-// output buffers mapped lets the next call of the same size skip that. Buffers are 2 MiB-aligned
-// and advised as transparent huge pages when new (see huge_pages.h).
+// output buffers mapped lets the next call of the same size skip that. New buffers are 2 MiB-aligned
+// and advised as transparent huge pages before their first write, so the OS maps them 2 MiB at a
+// time where THP is "madvise" or "always" (advice only: a no-op where it is "never" or off Linux).
 //
 // What is kept is bounded (kPoolMaxBytes, kPoolMaxBuffers; the oldest go first), returned to the
-// OS by `release_output_pool()`, and off with CNNAURAL_OUTPUT_POOL=0 (read once). Outputs below
-// kPoolMinBytes come from at::empty as usual.
+// OS by `release_output_pool()`, and nothing is kept with CNNAURAL_OUTPUT_POOL=0 (read once; new
+// buffers are still advised). Outputs below kPoolMinBytes come from at::empty as usual.
 #pragma once
 
 #include <ATen/ATen.h>
