@@ -1,4 +1,4 @@
-"""The `cnnaural` command: info | auralise | report | onsets | selectivity | filters | dataset | train.
+"""The `cnnaural` command: info | auralise | report | onsets | selectivity | filters | dataset | train | crossval.
 
 User errors (missing or unreadable audio, a layer or feature out of range, a model the
 deconvnet cannot read, a corrupt checkpoint) print one line on stderr and exit with status 2.
@@ -151,6 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a paper CNN on a folder-per-class corpus")
     train.add_arguments(p)
     p.set_defaults(func=train.run)
+
+    p = sub.add_parser("crossval", help="k-fold cross-validation by track of a paper CNN against the linear "
+                                        "log-mel baseline (every track tested once)")
+    train.add_crossval_arguments(p)
+    p.set_defaults(func=train.run_crossval)
     return parser
 
 

@@ -491,6 +491,54 @@ def split_by_track(tracks, val: float = 0.15, test: float = 0.15, seed: int = 0,
     return {k: sorted(v, key=lambda t: (t[1], str(t[0]))) for k, v in out.items()}
 
 
+def fold_splits(tracks, folds: int = 5, val: float = 0.15, seed: int = 0, group=track_group):
+    """K-fold cross-validation splits by track: every track is in exactly one test fold.
+
+    Per class, the groups of tracks (`track_group`: versions of one piece stay together) are
+    dealt in a seeded random order onto the `folds` folds, so each fold holds about 1/folds of
+    every class. For fold i the test split is fold i; of the remaining groups of each class,
+    max(1, round(g * val)) (g: the class's groups) are drawn as validation, at least one is
+    kept for training.
+
+    Returns:
+        a list of `folds` dicts {"train", "val", "test"} of sorted (Path, class_name) lists.
+
+    Raises:
+        CnnauralError: folds < 2, val outside [0, 1), or a class with fewer groups than
+            folds + 1 (a fold without that class in its test split, or no training track left).
+    """
+    if int(folds) != folds or folds < 2:
+        raise CnnauralError(f"folds must be an integer >= 2 (got {folds})")
+    if not 0 <= val < 1:
+        raise CnnauralError(f"the validation fraction must be in [0, 1) (got {val})")
+    folds = int(folds)
+    rng = np.random.default_rng(seed)
+    out = [{"train": [], "val": [], "test": []} for _ in range(folds)]
+    for c in class_names(tracks):
+        groups = {}
+        for t in sorted((t for t in tracks if t[1] == c), key=lambda t: str(t[0])):
+            groups.setdefault(group(t[0]) if group is not None else str(t[0]), []).append(t)
+        keys = sorted(groups)
+        n = len(keys)
+        left = 2 if val > 0 else 1  # pieces each fold must keep out of its test split
+        if n < folds or n - math.ceil(n / folds) < left:
+            raise CnnauralError(f"class {c!r} has {n} distinct pieces; {folds}-fold cross-validation needs at "
+                                f"least {max(folds, left + 1)} (one per test fold, with training"
+                                f"{' and validation' if val > 0 else ''} pieces left in every fold): "
+                                "use fewer --folds or add tracks")
+        keys = [keys[i] for i in rng.permutation(n)]
+        n_val = max(1, int(round(n * val))) if val > 0 else 0
+        for i, split in enumerate(out):
+            test_keys = keys[i::folds]
+            rest = [k for k in keys if k not in test_keys]
+            rest = [rest[j] for j in rng.permutation(len(rest))]
+            k_val = min(n_val, len(rest) - 1)
+            split["test"] += [t for k in test_keys for t in groups[k]]
+            split["val"] += [t for k in rest[:k_val] for t in groups[k]]
+            split["train"] += [t for k in rest[k_val:] for t in groups[k]]
+    return [{k: sorted(v, key=lambda t: (t[1], str(t[0]))) for k, v in split.items()} for split in out]
+
+
 # ------------------------------------------------------------------------------------------------
 # Clips cached as network inputs
 # ------------------------------------------------------------------------------------------------

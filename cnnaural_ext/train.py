@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from . import models
-from .data import ClipCache, ClipDataset, class_names, scan_tracks, split_by_track
+from .data import ClipCache, ClipDataset, class_names, fold_splits, scan_tracks, split_by_track
 from .errors import CnnauralError
 from .spectrogram import Spectrogram
 
@@ -90,7 +90,7 @@ def logmel_stats(clips, spectrogram, n_mels: int = 40):
             log1p-mel representation with `n_mels` bands, it is used as it is.
     """
     x = torch.from_numpy(np.array(clips, dtype=np.float64))
-    if spectrogram.n_mels == n_mels and spectrogram.scale == "log1p":
+    if spectrogram.n_mels == n_mels and spectrogram.scale == "log1p" and spectrogram.gain == 1.0:
         lm = x
     elif not spectrogram.n_mels and spectrogram.scale in ("linear", "log1p"):
         mag = spectrogram.inverse_scale(x).clamp_min(0)
@@ -143,7 +143,8 @@ def linear_baseline(train_tracks, test_tracks, classes, *, spectrogram=None, cac
 
     Returns:
         dict(test_track_accuracy, test_track_balanced_accuracy, test_clip_accuracy, confusion
-        (by track, rows = true), per_class, n_features, features (a description)).
+        (by track, rows = true), per_class, test_track_predictions ([name, true class,
+        predicted class, probability] per test track), n_features, features (a description)).
     """
     classes = list(classes)
     train_clips_per_track = clips_per_track if train_clips_per_track is None else train_clips_per_track
@@ -185,6 +186,8 @@ def linear_baseline(train_tracks, test_tracks, classes, *, spectrogram=None, cac
     pred_track = tp.argmax(1)
     conf = confusion_matrix(dte.labels, pred_track, len(classes))
     return dict(
+        test_track_predictions=[[str(path.name), c, classes[int(k)], float(tp[i].max())]
+                                for i, ((path, c), k) in enumerate(zip(dte.tracks, pred_track))],
         test_track_accuracy=float(np.mean(pred_track == np.asarray(dte.labels))),
         test_track_balanced_accuracy=_balanced_accuracy(conf),
         test_clip_accuracy=float(np.mean(p.argmax(1) == yte)),
@@ -241,13 +244,13 @@ def _default_recipe(data_dir, out, kwargs):
 
 
 def train(data_dir, out, *, arch: str = "paper_cnn5", channels=48, batchnorm: bool = False,
-          dense=(512, 256), dropout=None, scale: str = "log1p", n_mels: int | None = None,
+          dense=(512, 256), dropout=None, scale: str = "log1p", gain: float = 1.0, n_mels: int | None = None,
           sample_rate: int = 11025, n_fft: int = 512, hop_length: int = 256,
           clip_seconds: float = 4.0, clips_per_track: int = 10, train_clips: int | None = None, epochs: int = 30,
           batch_size: int = 32, lr: float = 5e-4, optimizer: str = "rmsprop", weight_decay: float = 0.0,
           patience: int = 5, seed: int = 0, val: float = 0.15, test: float = 0.15, cache_dir=None,
           max_minutes: float | None = None, threads: int | None = None, progress: bool = True,
-          baseline: bool = True, recipe: str | None = None) -> dict:
+          baseline: bool = True, recipe: str | None = None, split: dict | None = None) -> dict:
     """Train `models.ARCHITECTURES[arch]` on ``data_dir/<class>/<track>`` and write a checkpoint.
 
     Args:
@@ -255,7 +258,8 @@ def train(data_dir, out, *, arch: str = "paper_cnn5", channels=48, batchnorm: bo
         out: checkpoint path (`models.load_checkpoint` reads it).
         arch, channels, batchnorm, dense, dropout: the model (`dropout` None: the architecture's
             default); input_shape = (spec.n_bins, spec.n_frames(int(clip_seconds * sample_rate))).
-        scale, n_mels, sample_rate, n_fft, hop_length: the Spectrogram of the network input.
+        scale, gain, n_mels, sample_rate, n_fft, hop_length: the Spectrogram of the network input
+            (`gain` multiplies |X| inside log1p).
         clip_seconds, clips_per_track: the clips cut from every track (`data.ClipCache`), 10 as
             in the paper; validation and test are always scored on these.
         train_clips: clips per training track (default `clips_per_track`): more clips, evenly
@@ -274,6 +278,8 @@ def train(data_dir, out, *, arch: str = "paper_cnn5", channels=48, batchnorm: bo
         progress: tqdm bars and one line per epoch.
         baseline: also fit and report the linear log-mel baseline.
         recipe: the command line to record in the checkpoint (default: this call, as Python).
+        split: a given {"train", "val", "test"} split of (path, class) tracks (e.g. a fold of
+            `data.fold_splits`) instead of ``split_by_track(..., val, test, seed)``.
 
     Returns:
         the metrics dict stored in the checkpoint: ``clip_accuracy`` {split: acc},
@@ -288,7 +294,7 @@ def train(data_dir, out, *, arch: str = "paper_cnn5", channels=48, batchnorm: bo
             than 3 readable tracks.
     """
     call_kwargs = dict(arch=arch, channels=channels, batchnorm=batchnorm, dense=dense, dropout=dropout,
-                       scale=scale, n_mels=n_mels, sample_rate=sample_rate, n_fft=n_fft,
+                       scale=scale, gain=gain, n_mels=n_mels, sample_rate=sample_rate, n_fft=n_fft,
                        hop_length=hop_length, clip_seconds=clip_seconds, clips_per_track=clips_per_track,
                        train_clips=train_clips, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
                        weight_decay=weight_decay, patience=patience, seed=seed, val=val, test=test,
@@ -321,14 +327,16 @@ def train(data_dir, out, *, arch: str = "paper_cnn5", channels=48, batchnorm: bo
     if few:
         raise CnnauralError("every class needs at least 3 tracks (one each for train, validation and "
                             "test); too few in " + ", ".join(f"{c} ({n})" for c, n in few.items()))
-    spec = Spectrogram(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, scale=scale, n_mels=n_mels)
+    spec = Spectrogram(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, scale=scale, n_mels=n_mels,
+                       gain=gain)
     cache = ClipCache(spec, cache_dir, clip_seconds=clip_seconds, clips_per_track=clips_per_track,
                       progress=progress)
     train_cache = cache
     if train_clips is not None and train_clips != clips_per_track:
         train_cache = ClipCache(spec, cache_dir, clip_seconds=clip_seconds, clips_per_track=train_clips,
                                 progress=progress)
-    split = split_by_track(tracks, val=val, test=test, seed=seed)
+    if split is None:
+        split = split_by_track(tracks, val=val, test=test, seed=seed)
     ds = {k: ClipDataset(split[k], classes, train_cache if k == "train" else cache, desc=f"{k} clips")
           for k in SPLITS}
     for k in SPLITS:
@@ -485,6 +493,166 @@ def _fit(model, ds, classes, *, epochs, batch_size, lr, optimizer, weight_decay,
 
 
 # ------------------------------------------------------------------------------------------------
+# Cross-validation
+# ------------------------------------------------------------------------------------------------
+def cross_validate(data_dir, out_dir, *, folds: int = 5, seed: int = 0, val: float = 0.15,
+                   recipe: str | None = None, progress: bool = True, **train_kwargs) -> dict:
+    """K-fold cross-validation by track of the CNN and the linear baseline on one corpus.
+
+    Every track of ``data_dir`` is tested exactly once (`data.fold_splits`: folds by track,
+    stratified per class, versions of one piece together; validation drawn from the rest). For
+    each fold `train` writes ``out_dir/fold<i>.pt`` with both classifiers' test metrics. A fold
+    whose checkpoint already exists with the same recipe and split is not trained again, so an
+    interrupted run resumes where it stopped.
+
+    The summary compares the two classifiers on all tracks pooled: accuracy by track over the
+    whole corpus, per fold, the tracks only one of them gets right (the discordant pairs of a
+    McNemar test, with its exact two-sided p-value) and the pooled confusion matrices. It is
+    written to ``out_dir/crossval.json`` and ``out_dir/crossval.md``.
+
+    Args:
+        folds, seed, val: see `data.fold_splits` (`seed` also seeds each fold's training).
+        recipe: the command line recorded in every fold's checkpoint (with `` (fold i/K)``).
+        train_kwargs: the model, input and optimisation options of `train` (not `split`, `test`).
+
+    Returns:
+        the summary dict (as in crossval.json).
+    """
+    from . import models as _models
+    from .audio import atomic_write
+    import json
+
+    for k in ("split", "test", "out", "recipe"):
+        if k in train_kwargs:
+            raise CnnauralError(f"cross_validate sets {k!r} itself")
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CnnauralError(f"--out must be a folder for cross-validation, not a file: {out_dir}")
+    tracks = scan_tracks(data_dir)
+    classes = class_names(tracks)
+    if len(classes) < 2:
+        raise CnnauralError(f"need at least 2 class folders in {data_dir}, found {len(classes)}")
+    splits = fold_splits(tracks, folds=folds, val=val, seed=seed)
+    base_recipe = recipe or _default_recipe(data_dir, out_dir, dict(folds=folds, seed=seed, val=val, **train_kwargs))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    per_fold = []
+    for i, split in enumerate(splits, 1):
+        path = out_dir / f"fold{i}.pt"
+        fold_recipe = f"{base_recipe} (fold {i}/{folds})"
+        rel = {k: [_rel(p, data_dir) for p, _ in split[k]] for k in SPLITS}
+        metrics = None
+        if path.is_file():
+            try:
+                _, _, meta = _models.load_checkpoint(path)
+            except CnnauralError:
+                meta = {}
+            if meta.get("recipe") == fold_recipe and meta.get("split") == rel and meta.get("metrics"):
+                metrics = meta["metrics"]
+                if progress:
+                    print(f"fold {i}/{folds}: reusing {path}", flush=True)
+        if metrics is None:
+            if progress:
+                print(f"fold {i}/{folds}: tracks train/val/test "
+                      + "/".join(str(len(split[k])) for k in SPLITS), flush=True)
+            metrics = train(data_dir, path, seed=seed, val=val, split=split, recipe=fold_recipe,
+                            progress=progress, baseline=True, **train_kwargs)
+        if not metrics.get("baseline"):
+            raise CnnauralError(f"{path} has no baseline metrics: remove it and run again")
+        per_fold.append(metrics)
+    summary = summarise_folds(per_fold, classes)
+    summary.update(folds=int(folds), seed=int(seed), val=float(val), recipe=base_recipe,
+                   checkpoints=[f"fold{i}.pt" for i in range(1, folds + 1)])
+    atomic_write(out_dir / "crossval.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1)))
+    atomic_write(out_dir / "crossval.md", lambda tmp: Path(tmp).write_text(format_crossval(summary) + "\n"))
+    if progress:
+        print(format_crossval(summary))
+        print(f"written: {out_dir / 'crossval.md'}, {out_dir / 'crossval.json'}")
+    return summary
+
+
+def _mcnemar_p(b: int, c: int) -> float:
+    """Exact two-sided McNemar p-value for b and c discordant pairs (binomial, p = 1/2)."""
+    n = b + c
+    if n == 0:
+        return 1.0
+    k = min(b, c)
+    tail = sum(math.comb(n, j) for j in range(k + 1)) / 2.0 ** n
+    return float(min(1.0, 2.0 * tail))
+
+
+def summarise_folds(per_fold, classes) -> dict:
+    """Pool the test-track predictions of the folds' CNN and baseline (see `cross_validate`)."""
+    classes = list(classes)
+    index = {c: i for i, c in enumerate(classes)}
+    rows, folds = [], []
+    conf = {"cnn": np.zeros((len(classes),) * 2, int), "baseline": np.zeros((len(classes),) * 2, int)}
+    for i, m in enumerate(per_fold, 1):
+        cnn, base = m["test_track_predictions"], m["baseline"]["test_track_predictions"]
+        if [r[:2] for r in cnn] != [r[:2] for r in base]:
+            raise CnnauralError(f"fold {i}: the CNN and the baseline were scored on different tracks")
+        for (name, true, p_cnn, _), (_, _, p_base, _) in zip(cnn, base):
+            rows.append(dict(fold=i, track=name, true=true, cnn=p_cnn, baseline=p_base))
+            conf["cnn"][index[true], index[p_cnn]] += 1
+            conf["baseline"][index[true], index[p_base]] += 1
+        folds.append(dict(fold=i, n_test_tracks=len(cnn), cnn=m["test_track_accuracy"],
+                          baseline=m["baseline"]["test_track_accuracy"],
+                          cnn_clip=m["clip_accuracy"]["test"], baseline_clip=m["baseline"]["test_clip_accuracy"],
+                          best_epoch=m.get("best_epoch"), epochs_run=m.get("epochs_run"),
+                          train_minutes=round(m.get("train_seconds", 0.0) / 60, 1)))
+    n = len(rows)
+    cnn_ok = np.array([r["cnn"] == r["true"] for r in rows])
+    base_ok = np.array([r["baseline"] == r["true"] for r in rows])
+    only_cnn = [r for r, a, b in zip(rows, cnn_ok, base_ok) if a and not b]
+    only_base = [r for r, a, b in zip(rows, cnn_ok, base_ok) if b and not a]
+
+    def acc(ok):
+        return float(ok.mean()) if n else 0.0
+
+    return dict(
+        classes=classes, n_tracks=n,
+        cnn=dict(track_accuracy=acc(cnn_ok), correct=int(cnn_ok.sum()),
+                 balanced_accuracy=_balanced_accuracy(conf["cnn"]), confusion=conf["cnn"].tolist(),
+                 fold_mean=float(np.mean([f["cnn"] for f in folds])), fold_std=float(np.std([f["cnn"] for f in folds]))),
+        baseline=dict(track_accuracy=acc(base_ok), correct=int(base_ok.sum()),
+                      balanced_accuracy=_balanced_accuracy(conf["baseline"]), confusion=conf["baseline"].tolist(),
+                      fold_mean=float(np.mean([f["baseline"] for f in folds])),
+                      fold_std=float(np.std([f["baseline"] for f in folds]))),
+        only_cnn_right=[[r["track"], r["true"], r["baseline"]] for r in only_cnn],
+        only_baseline_right=[[r["track"], r["true"], r["cnn"]] for r in only_base],
+        mcnemar_p=_mcnemar_p(len(only_cnn), len(only_base)),
+        per_fold=folds, tracks=rows)
+
+
+def format_crossval(summary) -> str:
+    """The cross-validation summary as markdown."""
+    c, b, classes = summary["cnn"], summary["baseline"], summary["classes"]
+    n = summary["n_tracks"]
+    lines = [f"# Cross-validation by track: {summary.get('folds', len(summary['per_fold']))} folds, {n} tracks",
+             "", f"Recipe: `{summary['recipe']}`" if summary.get("recipe") else "", "",
+             "| classifier | accuracy by track (pooled) | balanced | mean over folds |",
+             "|---|---|---|---|",
+             f"| CNN | {c['track_accuracy']:.3f} ({c['correct']}/{n}) | {c['balanced_accuracy']:.3f} | "
+             f"{c['fold_mean']:.3f} ± {c['fold_std']:.3f} |",
+             f"| linear log-mel baseline | {b['track_accuracy']:.3f} ({b['correct']}/{n}) | "
+             f"{b['balanced_accuracy']:.3f} | {b['fold_mean']:.3f} ± {b['fold_std']:.3f} |", "",
+             f"Tracks only the CNN gets right: {len(summary['only_cnn_right'])}; only the baseline: "
+             f"{len(summary['only_baseline_right'])} (exact McNemar p = {summary['mcnemar_p']:.3g}).", "",
+             "| fold | test tracks | CNN by track | baseline by track | CNN by clip | baseline by clip | best epoch |",
+             "|---|---|---|---|---|---|---|"]
+    for f in summary["per_fold"]:
+        lines.append(f"| {f['fold']} | {f['n_test_tracks']} | {f['cnn']:.3f} | {f['baseline']:.3f} | "
+                     f"{f['cnn_clip']:.3f} | {f['baseline_clip']:.3f} | {f['best_epoch']} of {f['epochs_run']} |")
+    for title, key in (("only the CNN right", "only_cnn_right"), ("only the baseline right", "only_baseline_right")):
+        if summary[key]:
+            lines += ["", f"{title} (track, true class, the other's answer):"]
+            lines += [f"- `{t}` ({true}; {other})" for t, true, other in summary[key]]
+    for name, key in (("CNN", "cnn"), ("linear baseline", "baseline")):
+        lines += ["", f"Confusion, {name} (all tracks, rows = true):", "```",
+                  format_confusion(summary[key]["confusion"], classes), "```"]
+    return "\n".join(line for line in lines if line is not None)
+
+
+# ------------------------------------------------------------------------------------------------
 # Summary and CLI
 # ------------------------------------------------------------------------------------------------
 def format_confusion(confusion, classes) -> str:
@@ -521,11 +689,28 @@ def add_arguments(parser):
     """Arguments of `cnnaural train`."""
     parser.add_argument("data_dir", metavar="DATA_DIR", help="corpus: one sub-folder of audio files per class")
     parser.add_argument("--out", required=True, metavar="CKPT", help="checkpoint file to write")
+    return _add_options(parser)
+
+
+def add_crossval_arguments(parser):
+    """Arguments of `cnnaural crossval`: those of `cnnaural train`, plus --folds; --out is a folder."""
+    parser.add_argument("data_dir", metavar="DATA_DIR", help="corpus: one sub-folder of audio files per class")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="folder for fold<i>.pt, crossval.md and crossval.json (existing folds are reused)")
+    parser.add_argument("--folds", type=int, default=5, help="number of folds by track (default 5)")
+    parser.add_argument("--val", type=float, default=0.15,
+                        help="fraction of each class's pieces drawn for validation in every fold (default 0.15)")
+    return _add_options(parser)
+
+
+def _add_options(parser):
     parser.add_argument("--arch", default="paper_cnn5", choices=sorted(models.ARCHITECTURES))
     parser.add_argument("--channels", type=int, default=48, help="conv channels per block (default 48)")
     parser.add_argument("--dense", default="512,256", help="hidden Linear widths, comma-separated (default 512,256)")
     parser.add_argument("--batchnorm", action="store_true", help="BatchNorm2d after every conv")
     parser.add_argument("--scale", default="log1p", choices=["linear", "log1p", "db"], help="network input scale")
+    parser.add_argument("--gain", type=float, default=1.0,
+                        help="with --scale log1p: the input is log(1 + GAIN |X|) (default 1)")
     parser.add_argument("--n-mels", type=int, default=None, help="mel bands of the input (default: linear STFT bins)")
     parser.add_argument("--sample-rate", type=int, default=11025)
     parser.add_argument("--n-fft", type=int, default=512)
@@ -558,12 +743,16 @@ def _parse_ints(text, name):
         raise CnnauralError(f"{name} must be comma-separated integers (got {text!r})") from None
 
 
-def recipe_from_args(args) -> str:
-    """The full `cnnaural train` command line for these arguments (every option explicit)."""
-    parts = ["cnnaural", "train", str(args.data_dir), "--out", str(args.out), "--arch", args.arch,
-             "--channels", str(args.channels), "--dense", str(args.dense), "--scale", args.scale]
+def recipe_from_args(args, command: str = "train") -> str:
+    """The full `cnnaural train` (or `crossval`) command line for these arguments (every option explicit)."""
+    parts = ["cnnaural", command, str(args.data_dir), "--out", str(args.out)]
+    if command == "crossval":
+        parts += ["--folds", str(args.folds), "--val", f"{args.val:g}"]
+    parts += ["--arch", args.arch, "--channels", str(args.channels), "--dense", str(args.dense), "--scale", args.scale]
     if args.batchnorm:
         parts.append("--batchnorm")
+    if args.gain != 1.0:
+        parts += ["--gain", f"{args.gain:g}"]
     if args.n_mels:
         parts += ["--n-mels", str(args.n_mels)]
     for opt in ("sample_rate", "n_fft", "hop_length", "clip_seconds", "clips_per_track", "train_clips", "epochs",
@@ -577,19 +766,34 @@ def recipe_from_args(args) -> str:
     return shlex.join(parts)
 
 
+def _options(args) -> dict:
+    """The `train` keyword arguments shared by `cnnaural train` and `cnnaural crossval`."""
+    return dict(arch=args.arch, channels=args.channels, batchnorm=args.batchnorm,
+                dense=_parse_ints(args.dense, "--dense"), scale=args.scale, gain=args.gain, n_mels=args.n_mels,
+                sample_rate=args.sample_rate, n_fft=args.n_fft, hop_length=args.hop_length,
+                clip_seconds=args.clip_seconds, clips_per_track=args.clips_per_track, train_clips=args.train_clips,
+                epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
+                weight_decay=args.weight_decay, patience=args.patience, seed=args.seed, cache_dir=args.cache_dir,
+                max_minutes=args.max_minutes, threads=args.threads, progress=not args.no_progress)
+
+
 def run(args) -> int:
     """`cnnaural train`: returns the exit code."""
-    metrics = train(args.data_dir, args.out, arch=args.arch, channels=args.channels, batchnorm=args.batchnorm,
-          dense=_parse_ints(args.dense, "--dense"), scale=args.scale, n_mels=args.n_mels,
-          sample_rate=args.sample_rate, n_fft=args.n_fft, hop_length=args.hop_length,
-          clip_seconds=args.clip_seconds, clips_per_track=args.clips_per_track, train_clips=args.train_clips,
-          epochs=args.epochs,
-          batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, weight_decay=args.weight_decay,
-          patience=args.patience, seed=args.seed, cache_dir=args.cache_dir, max_minutes=args.max_minutes,
-          threads=args.threads, progress=not args.no_progress, baseline=not args.no_baseline,
-          recipe=recipe_from_args(args))
+    metrics = train(args.data_dir, args.out, baseline=not args.no_baseline, recipe=recipe_from_args(args),
+                    **_options(args))
     if args.no_progress:  # with progress on, train() has printed it already
         print(format_summary(metrics))
+    return 0
+
+
+def run_crossval(args) -> int:
+    """`cnnaural crossval`: returns the exit code."""
+    if args.no_baseline:
+        raise CnnauralError("crossval compares the CNN with the baseline: drop --no-baseline")
+    summary = cross_validate(args.data_dir, args.out, folds=args.folds, val=args.val,
+                             recipe=recipe_from_args(args, "crossval"), **_options(args))
+    if args.no_progress:
+        print(format_crossval(summary))
     return 0
 
 
