@@ -89,6 +89,7 @@ def _fold_metrics(rows):
     base = [[t, true, b, 0.8] for t, true, _, b in rows]
     acc = lambda preds: float(np.mean([p[1] == p[2] for p in preds]))  # noqa: E731
     return dict(test_track_predictions=cnn, test_track_accuracy=acc(cnn), clip_accuracy={"test": 0.5},
+                n_clips={"test": 10 * len(rows)},
                 best_epoch=3, epochs_run=5, train_seconds=60.0,
                 baseline=dict(test_track_predictions=base, test_track_accuracy=acc(base), test_clip_accuracy=0.4))
 
@@ -107,6 +108,9 @@ def test_summarise_folds_pools_the_tracks():
     assert s["mcnemar_p"] == pytest.approx(0.5)
     assert s["cnn"]["fold_mean"] == pytest.approx((2 / 3 + 1) / 2)
     assert [f["n_test_tracks"] for f in s["per_fold"]] == [3, 2]
+    assert s["cnn"]["clip_accuracy"] == pytest.approx(0.5) and s["baseline"]["clip_accuracy"] == pytest.approx(0.4)
+    f2["clip_accuracy"]["test"] = 1.0  # by clip, folds weigh by their clips: (0.5 * 30 + 1.0 * 20) / 50
+    assert tr.summarise_folds([f1, f2], ["a", "b"])["cnn"]["clip_accuracy"] == pytest.approx(0.7)
     md = tr.format_crossval(dict(s, recipe="cnnaural crossval x", folds=2))
     assert "| CNN | 0.800 (4/5)" in md and "| linear log-mel baseline | 0.400 (2/5)" in md
     assert "`b1` (b; a)" in md
