@@ -14,6 +14,7 @@ optionally, ``batchnorm=True``.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import random
 import shlex
@@ -26,6 +27,7 @@ import torch
 from torch import nn
 
 from . import models
+from .audio import atomic_write
 from .data import ClipCache, ClipDataset, class_names, fold_splits, scan_tracks, split_by_track
 from .errors import CnnauralError
 from .spectrogram import Spectrogram
@@ -519,10 +521,6 @@ def cross_validate(data_dir, out_dir, *, folds: int = 5, seed: int = 0, val: flo
     Returns:
         the summary dict (as in crossval.json).
     """
-    from . import models as _models
-    from .audio import atomic_write
-    import json
-
     for k in ("split", "test", "out", "recipe"):
         if k in train_kwargs:
             raise CnnauralError(f"cross_validate sets {k!r} itself")
@@ -544,7 +542,7 @@ def cross_validate(data_dir, out_dir, *, folds: int = 5, seed: int = 0, val: flo
         metrics = None
         if path.is_file():
             try:
-                _, _, meta = _models.load_checkpoint(path)
+                _, _, meta = models.load_checkpoint(path)
             except CnnauralError:
                 meta = {}
             if meta.get("recipe") == fold_recipe and meta.get("split") == rel and meta.get("metrics"):
