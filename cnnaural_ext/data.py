@@ -448,6 +448,14 @@ def track_group(path) -> str:
     return _VARIANT_SUFFIX.sub("", stem) or stem
 
 
+def _class_groups(tracks, c, group):
+    """The tracks of class `c` grouped by ``group(path)`` (None: one group per track): (sorted keys, {key: tracks})."""
+    groups = {}
+    for t in sorted((t for t in tracks if t[1] == c), key=lambda t: str(t[0])):
+        groups.setdefault(group(t[0]) if group is not None else str(t[0]), []).append(t)
+    return sorted(groups), groups
+
+
 def split_by_track(tracks, val: float = 0.15, test: float = 0.15, seed: int = 0, group=track_group):
     """Split tracks into train / val / test, stratified per class, no track in two splits.
 
@@ -466,11 +474,7 @@ def split_by_track(tracks, val: float = 0.15, test: float = 0.15, seed: int = 0,
     rng = np.random.default_rng(seed)
     out = {"train": [], "val": [], "test": []}
     for c in class_names(tracks):
-        items = sorted((t for t in tracks if t[1] == c), key=lambda t: str(t[0]))
-        groups = {}
-        for t in items:
-            groups.setdefault(group(t[0]) if group is not None else str(t[0]), []).append(t)
-        keys = sorted(groups)
+        keys, groups = _class_groups(tracks, c, group)
         n = len(keys)
         keys = [keys[i] for i in rng.permutation(n)]
         if n >= 3:
@@ -504,8 +508,9 @@ def fold_splits(tracks, folds: int = 5, val: float = 0.15, seed: int = 0, group=
         a list of `folds` dicts {"train", "val", "test"} of sorted (Path, class_name) lists.
 
     Raises:
-        CnnauralError: folds < 2, val outside [0, 1), or a class with fewer groups than
-            folds + 1 (a fold without that class in its test split, or no training track left).
+        CnnauralError: folds < 2, val outside [0, 1), or a class with too few groups: fewer
+            than `folds` (a test fold without that class), or so few that a fold would keep no
+            training (or, with val > 0, no validation) group.
     """
     if int(folds) != folds or folds < 2:
         raise CnnauralError(f"folds must be an integer >= 2 (got {folds})")
@@ -515,10 +520,7 @@ def fold_splits(tracks, folds: int = 5, val: float = 0.15, seed: int = 0, group=
     rng = np.random.default_rng(seed)
     out = [{"train": [], "val": [], "test": []} for _ in range(folds)]
     for c in class_names(tracks):
-        groups = {}
-        for t in sorted((t for t in tracks if t[1] == c), key=lambda t: str(t[0])):
-            groups.setdefault(group(t[0]) if group is not None else str(t[0]), []).append(t)
-        keys = sorted(groups)
+        keys, groups = _class_groups(tracks, c, group)
         n = len(keys)
         left = 2 if val > 0 else 1  # pieces each fold must keep out of its test split
         if n < folds or n - math.ceil(n / folds) < left:
