@@ -132,7 +132,7 @@ torch.manual_seed(0)
 spec = ca.Spectrogram()
 n = int({seconds} * 11025)
 x = torch.randn(n) * 0.1
-model = ca.models.paper_cnn5(channels={channels}, input_shape=(spec.n_bins, spec.n_frames(n))).eval()
+model = ca.models.paper_cnn5(width={width}, input_shape=(spec.n_bins, spec.n_frames(n))).eval()
 aur = ca.Auraliser(model, spec)
 aur.auralise(x[:11025], layer={layer}, features=[0])  # load kernels, warm allocators
 open("/proc/self/clear_refs", "w").write("5")  # reset the high-water mark to the current RSS
@@ -142,40 +142,40 @@ print((status("VmHWM:") - before) / 1024)
 """
 
 
-def peak_mb(backend, seconds, layer, channels):
+def peak_mb(backend, seconds, layer, width):
     """Growth of the peak resident memory (MB) while auralising, in a fresh process."""
     import subprocess
 
     env = dict(os.environ, CNNAURAL_BACKEND=backend)
-    code = _PEAK_SNIPPET.format(seconds=seconds, layer=layer, channels=channels)
+    code = _PEAK_SNIPPET.format(seconds=seconds, layer=layer, width=width)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def end_to_end_rows(seconds_list, layers, channels, repeats):
+def end_to_end_rows(seconds_list, layers, width, repeats):
     rows = []
     for seconds in seconds_list:
-        aur, x = paper_auraliser(seconds, channels)
+        aur, x = paper_auraliser(seconds, width)
         for layer in layers:
             times = {}
             for backend in ("reference", "auto"):
                 os.environ["CNNAURAL_BACKEND"] = backend
                 times[backend] = timeit(lambda: aur.auralise(x, layer=layer, features="all"), repeats=repeats)
             del os.environ["CNNAURAL_BACKEND"]
-            case = f"auralise {seconds:g} s, layer {layer}, all {channels} features"
+            case = f"auralise {seconds:g} s, layer {layer}, all {width} features"
             rows.append({"case": case, "backend": "reference", **times["reference"],
-                         "peak_mb": peak_mb("reference", seconds, layer, channels)})
+                         "peak_mb": peak_mb("reference", seconds, layer, width)})
             rows.append({"case": case, "backend": "native", **times["auto"],
-                         "peak_mb": peak_mb("auto", seconds, layer, channels),
+                         "peak_mb": peak_mb("auto", seconds, layer, width),
                          "speedup": times["reference"]["median_ms"] / times["auto"]["median_ms"]})
             print(rows[-2], rows[-1], sep="\n", flush=True)
     return rows
 
 
-def cuda_end_to_end_rows(seconds, n_tracks, layers, channels, repeats):
-    """All `channels` features of every layer in `layers`, for one track and for a batch of
+def cuda_end_to_end_rows(seconds, n_tracks, layers, width, repeats):
+    """All `width` features of every layer in `layers`, for one track and for a batch of
     `n_tracks` tracks (one after another, as a catalogue run does), reference against native."""
-    aur, _ = paper_auraliser(seconds, channels)
+    aur, _ = paper_auraliser(seconds, width)
     aur = type(aur)(aur.model.cuda(), aur.spectrogram, "cuda")
     tracks = [torch.randn(int(seconds * 11025), generator=torch.Generator().manual_seed(i)) * 0.1
               for i in range(n_tracks)]
@@ -197,7 +197,7 @@ def cuda_end_to_end_rows(seconds, n_tracks, layers, channels, repeats):
             peaks[backend] = torch.cuda.max_memory_allocated() / 2**20
             times[backend] = timeit(run, repeats=repeats, warmup=0)
         del os.environ["CNNAURAL_BACKEND"]
-        case = f"auralise {label}, layers {layers[0]}-{layers[-1]}, all {channels} features each"
+        case = f"auralise {label}, layers {layers[0]}-{layers[-1]}, all {width} features each"
         rows.append({"case": case, "backend": "reference", **times["reference"], "peak_mb": peaks["reference"]})
         rows.append({"case": case, "backend": "native", **times["auto"], "peak_mb": peaks["auto"],
                      "speedup": times["reference"]["median_ms"] / times["auto"]["median_ms"]})

@@ -41,14 +41,14 @@ def bench_args(doc: str, argv=None, devices: bool = False):
     return ap.parse_args(argv)
 
 
-def paper_auraliser(seconds: float, channels: int):
+def paper_auraliser(seconds: float, width: int):
     """(Auraliser of an untrained paper_cnn5 sized for the clip, a noise clip of `seconds` at 11025 Hz)."""
     import cnnaural_ext as ca
 
     torch.manual_seed(0)
     spec = ca.Spectrogram(sample_rate=11025, n_fft=512, hop_length=256)
     n = int(seconds * 11025)
-    model = ca.models.paper_cnn5(n_classes=3, channels=channels, input_shape=(spec.n_bins, spec.n_frames(n))).eval()
+    model = ca.models.paper_cnn5(n_classes=3, width=width, input_shape=(spec.n_bins, spec.n_frames(n))).eval()
     return ca.Auraliser(model, spec), torch.randn(n) * 0.1
 
 

@@ -4,6 +4,8 @@ Deconvolve a learned feature back to the input spectrogram (Zeiler & Fergus deco
 with the max-pool switches, rectify, transposed convolution), give it the phase of the original
 STFT and inverse-STFT it into audio (Choi et al., 2015).
 """
+from importlib.metadata import PackageNotFoundError, version
+
 from . import models
 from .auralise import AuralisationResult, Auraliser
 from .deconvnet import DeconvNet
@@ -11,5 +13,10 @@ from .errors import CnnauralError
 from .ops import masked_istft, unpool_conv_transpose2d
 from .spectrogram import Spectrogram
 
-__version__ = "0.1.0"
-__all__ = ["AuralisationResult", "Auraliser", "CnnauralError", "DeconvNet", "masked_istft", "unpool_conv_transpose2d", "Spectrogram", "models", "__version__"]
+try:  # pyproject.toml holds the version; an installed package carries it in its metadata
+    __version__ = version("cnnaural_ext")
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "unknown"
+
+__all__ = ["AuralisationResult", "Auraliser", "CnnauralError", "DeconvNet", "masked_istft", "unpool_conv_transpose2d",
+           "Spectrogram", "models", "__version__"]

@@ -1,22 +1,27 @@
-"""Auraliser: from a waveform to the audio of chosen learned features.
+"""Auraliser: from a waveform (or an audio file) to the audio of chosen learned features.
 
-One forward pass per track serves every seed; the K seeds share its switches and its complex
-STFT X. The deconvolved maps D (network-input space) are brought to the linear STFT grid and
-inverted with the batched `masked_istft`:
+One STFT and one forward pass per track serve every layer and every seed; the K seeds of a layer
+share its switches and the complex STFT X. The deconvolved maps D (network-input space) are
+brought to the linear STFT grid and inverted with the batched `masked_istft`:
 
 - mode "mask" (the original code): Y = X * D — the phase of X, flipped where D < 0.
 - mode "magnitude" (the paper's wording): |Y| = inverse_scale(relu(D)), phase of X.
 - phase "griffinlim": start from the chosen phase and refine it by Griffin-Lim on |Y|.
+
+`Auraliser.auralise_file` is the whole pipeline for one track: load the excerpt, auralise every
+requested layer, write the clips, the maps, a figure per layer and manifest.json (every file
+atomically, nothing before everything is computed) and return the manifest rows.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from . import ops
-from .deconvnet import DeconvNet
+from .deconvnet import DeconvNet, parse_features
 from .errors import CnnauralError
 from .spectrogram import Spectrogram
 
@@ -25,11 +30,12 @@ PRETRAINED = ASSETS / "paper_cnn5_default.pt"
 
 MODES = ("mask", "magnitude")
 PHASES = ("original", "griffinlim")
+SEEDS = ("map", "max")
 
 
 @dataclass
 class AuralisationResult:
-    """What `Auraliser.auralise` returns.
+    """What `Auraliser.auralise` returns for one layer.
 
     Attributes:
         audio (Tensor): (K, n) one clip per feature, float32 on the CPU.
@@ -40,7 +46,9 @@ class AuralisationResult:
         original (Tensor): (n,) the input waveform.
         stats (list[dict]): per feature, activation statistics of the seed: max, mean, and the
             fraction of positive positions of its activation map.
-        mode, phase (str): how the audio was made.
+        mode, phase, seed (str): how the audio was made.
+        stft (Tensor): (F, T) complex STFT of the input on the Auraliser's device, shared by the
+            results of one call.
     """
     audio: torch.Tensor
     maps: torch.Tensor
@@ -51,6 +59,38 @@ class AuralisationResult:
     stats: list = field(default_factory=list)
     mode: str = "mask"
     phase: str = "original"
+    seed: str = "map"
+    stft: torch.Tensor | None = None
+
+
+def parse_layers(layers, n_layers: int) -> list:
+    """Resolve a layers spec — int | "output" | list | "1,5" | "all" — to a list of layers.
+
+    Layers are 1-based conv layers; "output" names the class scores. Range is checked by
+    DeconvNet; this only parses.
+    """
+    if isinstance(layers, (int, str)) and not isinstance(layers, bool):
+        text = str(layers).strip().lower()
+        if text == "all":
+            return list(range(1, n_layers + 1))
+        layers = [p.strip() for p in text.split(",") if p.strip()]
+    out = []
+    for part in layers:
+        if str(part).lower() == "output":
+            out.append("output")
+            continue
+        try:
+            out.append(int(part))
+        except (TypeError, ValueError):
+            raise CnnauralError(f"layers are integers 1..{n_layers}, 'all' or 'output' (got {layers!r})") from None
+    if not out:
+        raise CnnauralError("no layers selected")
+    return out
+
+
+def _check_choice(value, choices, what):
+    if value not in choices:
+        raise CnnauralError(f"{what} must be one of {', '.join(choices)} (got {value!r})")
 
 
 class Auraliser:
@@ -60,6 +100,11 @@ class Auraliser:
         model: a CNN DeconvNet can read; its input is (1, 1, F', T).
         spectrogram: the Spectrogram the model was trained with.
         device: where to run (default: the model's device).
+
+    Attributes:
+        source (str): where the model came from: a checkpoint path, "shipped", or the model's
+            class name; recorded in manifests.
+        meta (dict): what the checkpoint records besides the weights (classes, metrics, split).
     """
 
     def __init__(self, model: torch.nn.Module, spectrogram: Spectrogram, device=None):
@@ -73,17 +118,19 @@ class Auraliser:
         self.spectrogram.to(self.device)
         self.deconvnet = DeconvNet(model)
         self.meta: dict = {}
+        self.source = type(model).__name__
 
     @classmethod
     def from_checkpoint(cls, path, device=None) -> "Auraliser":
         """Build from a checkpoint written by `cnnaural train` (weights-only loading)."""
-        from .models import load_checkpoint
+        from .io.checkpoint import load_checkpoint
 
         model, spec, meta = load_checkpoint(path)
         if device is not None:
             model.to(device)
         aur = cls(model, spec, device)
         aur.meta = meta
+        aur.source = str(path)
         return aur
 
     @classmethod
@@ -91,11 +138,37 @@ class Auraliser:
         """The shipped default model (paper_cnn5 trained on real music) and its Spectrogram."""
         if not PRETRAINED.is_file():
             raise CnnauralError(f"the shipped model is missing ({PRETRAINED}); reinstall cnnaural_ext or pass --model")
-        return cls.from_checkpoint(PRETRAINED, device)
+        aur = cls.from_checkpoint(PRETRAINED, device)
+        aur.source = "shipped"
+        return aur
 
     @property
     def sample_rate(self) -> int:
         return self.spectrogram.sample_rate
+
+    def check_request(self, layers=1, features="all", *, mode: str = "mask", phase: str = "original",
+                      seed: str = "map") -> list:
+        """Check a request before any work: the layers (returned as a list), that `features`
+        fits every one of them, and the mode, phase and seed kind."""
+        _check_choice(mode, MODES, "mode")
+        _check_choice(phase, PHASES, "phase")
+        _check_choice(seed, SEEDS, "seed")
+        layers = parse_layers(layers, self.deconvnet.n_layers)
+        for layer in layers:
+            n = self.deconvnet.n_features(layer)
+            parse_features(features, n, torch.zeros(n, 1), "output" if layer == "output" else f"layer {layer}")
+        return layers
+
+    def check_file_request(self, *, layers=1, features="all", mode: str = "mask", phase: str = "original",
+                           seed: str = "map", audio_format: str = "wav", **_options) -> list:
+        """`check_request` for the keyword arguments of `auralise_file`, and its audio format;
+        returns the layers. The options that need no check (offset, subtype, ...) pass."""
+        from .io.audio import AUDIO_FORMATS
+
+        if f".{audio_format}" not in AUDIO_FORMATS:
+            raise CnnauralError(f"audio_format must be one of {', '.join(s[1:] for s in AUDIO_FORMATS)} "
+                                f"(got {audio_format!r})")
+        return self.check_request(layers, features, mode=mode, phase=phase, seed=seed)
 
     def auralise(self, waveform: torch.Tensor, layer=1, features="all", *, mode: str = "mask",
                  phase: str = "original", normalize: bool = True, seed: str = "map",
@@ -116,37 +189,188 @@ class Auraliser:
         Returns:
             AuralisationResult with audio (K, n).
         """
-        if mode not in MODES:
-            raise CnnauralError(f"mode must be one of {', '.join(MODES)} (got {mode!r})")
-        if phase not in PHASES:
-            raise CnnauralError(f"phase must be one of {', '.join(PHASES)} (got {phase!r})")
+        return self.auralise_layers(waveform, [layer], features, mode=mode, phase=phase, normalize=normalize,
+                                    seed=seed, griffinlim_iters=griffinlim_iters, mel_inverse=mel_inverse)[0]
+
+    def auralise_layers(self, waveform: torch.Tensor, layers, features="all", *, mode: str = "mask",
+                        phase: str = "original", normalize: bool = True, seed: str = "map",
+                        griffinlim_iters: int = 32, mel_inverse: str | None = None) -> list[AuralisationResult]:
+        """`auralise` for several layers with one STFT and one forward pass (to the deepest).
+
+        Args:
+            layers: a list of layers (or a spec `parse_layers` reads: "1,5", "all").
+            the rest: as `auralise`.
+
+        Returns:
+            one AuralisationResult per layer, in the order given.
+        """
+        layers = self.check_request(layers, features, mode=mode, phase=phase, seed=seed)
         waveform = torch.as_tensor(waveform)
         if waveform.dim() != 1:
             raise CnnauralError(f"waveform must be mono (n,), got shape {tuple(waveform.shape)}")
-        spec = self.spectrogram
+        spec, dn = self.spectrogram, self.deconvnet
         x_wave = waveform.to(self.device, torch.float32)
         X, S = spec(x_wave)  # (F, T) complex, (F', T)
+        deepest = "output" if "output" in layers else max(layers)
         with torch.no_grad():
-            rec = self.deconvnet.record(S[None, None], layer)
-            act = self.deconvnet.activation(rec, layer)[0]
-            maps, feats = self.deconvnet.deconvolve(rec, layer, features, seed=seed, return_features=True)
-        maps = maps[:, 0]  # (K, F', T)
-        stats = _stats(act[list(feats)])
-        gain = spec.to_linear(maps, kind=mode, mel_inverse=mel_inverse)
+            rec = dn.record(S[None, None], deepest)
         n = x_wave.shape[0]
         istft_kw = dict(n_fft=spec.n_fft, hop_length=spec.hop_length, win_length=spec.win_length,
-                        window=spec.window_like(gain), center=spec.center, length=n)
-        audio = ops.masked_istft(X, gain.contiguous(), mode=mode, **istft_kw)
-        if phase == "griffinlim":
-            mag = (X.abs() * gain).abs() if mode == "mask" else gain
-            audio = griffin_lim(mag, audio, spec, griffinlim_iters, istft_kw)
-        if normalize:
-            from .audio import peak_normalize
+                        window=spec.window_like(X), center=spec.center, length=n)
+        original = waveform.float().cpu()
+        results = []
+        for layer in layers:
+            with torch.no_grad():
+                act = dn.activation(rec, layer)[0]
+                maps, feats = dn.deconvolve(rec, layer, features, seed=seed, return_features=True)
+            maps = maps[:, 0]  # (K, F', T)
+            gain = spec.to_linear(maps, kind=mode, mel_inverse=mel_inverse).contiguous()
+            audio = ops.masked_istft(X, gain, mode=mode, **istft_kw)
+            if phase == "griffinlim":
+                mag = (X.abs() * gain).abs() if mode == "mask" else gain
+                audio = griffin_lim(mag, audio, spec, griffinlim_iters, istft_kw)
+            if normalize:
+                from .io.audio import peak_normalize
 
-            audio = peak_normalize(audio)
-        return AuralisationResult(audio=audio.float().cpu(), maps=maps.float().cpu(), features=feats, layer=layer,
-                                  sample_rate=spec.sample_rate, original=waveform.float().cpu(), stats=stats,
-                                  mode=mode, phase=phase)
+                audio = peak_normalize(audio)
+            results.append(AuralisationResult(
+                audio=audio.float().cpu(), maps=maps.float().cpu(), features=feats, layer=layer,
+                sample_rate=spec.sample_rate, original=original, stats=_stats(act[list(feats)]), mode=mode,
+                phase=phase, seed=seed, stft=X))
+        return results
+
+    def auralise_file(self, track, out_dir, *, layers=1, features="all", offset: float = 0.0,
+                      duration: float | None = 4.0, mode: str = "mask", phase: str = "original",
+                      seed: str = "map", normalize: bool = True, audio_format: str = "wav",
+                      subtype: str = "PCM_16", figures: bool = True, name: str | None = None) -> list[dict]:
+        """Auralise one track into `out_dir`: the whole pipeline.
+
+        Writes ``original.<fmt>``, per layer and feature ``layer<L>_feature<kkk>.<fmt>`` and the
+        deconvolved map as ``.png``, per layer ``layer<L>_figure.png`` (Figure 3: waveforms and
+        spectrograms of the original and of the most active feature) and ``manifest.json``. All
+        is computed before the first file is written; every file is written atomically, the
+        manifest last.
+
+        Args:
+            track: an audio file (anything `io.audio.load` reads), or a waveform (n,) at the
+                Auraliser's sample rate.
+            out_dir: the track's output folder (created).
+            layers: "1,5" | "all" | [1, 5] | 1 (see `parse_layers`).
+            features: list of ints | "all" | "top:K" (per layer).
+            offset, duration: the excerpt in seconds (duration None or <= 0: to the end).
+            mode, phase, seed, normalize: as `auralise`.
+            audio_format: "wav" | "flac".
+            subtype: sample format, "PCM_16" (default), "PCM_24" or "FLOAT" (wav only).
+            figures: also write the map images and the per-layer figure.
+            name: the track's label in titles (default: the file name, or "waveform").
+
+        Returns:
+            the manifest rows, one per (layer, feature): track, original, layer, feature, audio
+            and image (file names in out_dir; image None without figures), max, mean, active,
+            offset, duration, sample_rate, mode, phase, seed, model.
+        """
+        from .io.audio import load, save_audio
+        from .io.files import write_json
+
+        layers = self.check_file_request(layers=layers, features=features, mode=mode, phase=phase, seed=seed,
+                                         audio_format=audio_format)
+        sr = self.sample_rate
+        duration = duration if duration and duration > 0 else None
+        if isinstance(track, torch.Tensor):
+            start = int(round(offset * sr))
+            stop = None if duration is None else start + int(round(duration * sr))
+            wave, label, where = track[start:stop], name or "waveform", name or "waveform"
+            if wave.numel() == 0:
+                raise CnnauralError(f"offset {offset:g} s is past the end of the waveform")
+        else:
+            wave, _ = load(track, sr, offset=offset, duration=duration)
+            label, where = name or Path(track).name, str(track)
+        results = self.auralise_layers(wave, layers, features, mode=mode, phase=phase, normalize=normalize,
+                                       seed=seed)
+        out = Path(out_dir)
+        header = {"track": where, "original": f"original.{audio_format}", "offset": offset,
+                  "duration": wave.shape[0] / sr, "sample_rate": sr, "mode": mode, "phase": phase, "seed": seed,
+                  "model": self.source}
+        save_audio(out / header["original"], wave, sr, subtype=subtype, normalize=normalize)
+        items = []
+        for res in results:
+            items += _write_layer(res, out, label, self.spectrogram, audio_format, subtype, figures)
+        write_json(out / "manifest.json", {**header, "items": items})
+        return [{**header, **item} for item in items]
+
+
+def track_name(path) -> str:
+    """A file-system-safe folder name for a track: its stem, odd characters replaced, no leading
+    '.' or '_' (so no track folder can be named like the report's _analysis folder)."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(path).stem).strip("._") or "track"
+    return name[:100]
+
+
+def track_names(paths) -> list:
+    """track_name of every path, made unique within one run: a repeated name (a.ogg in two
+    folders, or names that differ only in characters track_name replaces) gets _2, _3, ..."""
+    names, used = [], set()
+    for path in paths:
+        base = name = track_name(path)
+        k = 1
+        while name in used:
+            k += 1
+            name = f"{base}_{k}"
+        used.add(name)
+        names.append(name)
+    return names
+
+
+def auralise_files(auraliser: Auraliser, tracks, out_root, *, on_track=None, **request) -> list:
+    """`Auraliser.auralise_file` for every track into ``out_root/<track_names>/``.
+
+    Every track and the request are checked before the first is auralised.
+
+    Args:
+        tracks: audio file paths.
+        on_track: called as on_track(folder, rows) after each track (e.g. to print progress).
+        request: keyword arguments of `auralise_file` (layers, features, offset, duration, ...).
+
+    Returns:
+        [(folder name, manifest rows)] in the order of `tracks`.
+    """
+    auraliser.check_file_request(**request)
+    for track in tracks:
+        if not Path(track).is_file():
+            raise CnnauralError(f"audio file not found: {track}")
+    entries = []
+    for track, name in zip(tracks, track_names(tracks)):
+        rows = auraliser.auralise_file(track, Path(out_root) / name, **request)
+        entries.append((name, rows))
+        if on_track is not None:
+            on_track(name, rows)
+    return entries
+
+
+def _write_layer(res: AuralisationResult, out: Path, label: str, spec: Spectrogram, audio_format: str,
+                 subtype: str, figures: bool) -> list[dict]:
+    """The files of one layer's result; returns its manifest items."""
+    from .io.audio import save_audio
+
+    sr, tag = res.sample_rate, f"layer{res.layer}"
+    if figures:
+        from .io import figures as fig
+    items = []
+    for row, k in enumerate(res.features):
+        stem = f"{tag}_feature{k:03d}"
+        save_audio(out / f"{stem}.{audio_format}", res.audio[row], sr, subtype=subtype)
+        if figures:
+            fig.save_map(out / f"{stem}.png", res.maps[row], sample_rate=sr, hop_length=spec.hop_length,
+                         title=f"{label}: deconvolved, layer {res.layer}, feature {k}")
+        items.append({"layer": res.layer, "feature": k, "audio": f"{stem}.{audio_format}",
+                      "image": f"{stem}.png" if figures else None, **res.stats[row]})
+    if figures:
+        best = max(range(len(res.features)), key=lambda r: res.stats[r]["mean"])
+        Y = spec.stft(res.audio[best].to(res.stft.device))
+        fig.figure3(out / f"{tag}_figure.png", res.original, res.audio[best], res.stft, Y, sample_rate=sr,
+                    hop_length=spec.hop_length,
+                    title=f"{label}: layer {res.layer}, feature {res.features[best]} (most active)")
+    return items
 
 
 def griffin_lim(mag: torch.Tensor, audio: torch.Tensor, spec: Spectrogram, n_iter: int, istft_kw: dict,

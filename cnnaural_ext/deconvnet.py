@@ -21,22 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import ops
+from .chain import conv_geometry, read_chain
 from .errors import CnnauralError
 from .reference import densify, max_unpool2d_sum
-
-RECTIFIERS = (nn.ReLU, nn.LeakyReLU, nn.ELU)
-IDENTITIES = (nn.Dropout, nn.Dropout2d, nn.Identity)  # identity both ways (dropout in eval mode)
-PASS_BACK = (nn.LocalResponseNorm,)  # applied going forward, identity going back
-SUPPORTED = ("Conv2d, BatchNorm2d, ReLU / LeakyReLU / ELU, MaxPool2d, Dropout, LocalResponseNorm, "
-             "Flatten, Linear")
-
-
-@dataclass
-class Step:
-    """One module of the chain, classified."""
-    kind: str  # conv | bn | act | pool | identity | passback | flatten | linear
-    name: str
-    module: nn.Module
 
 
 @dataclass
@@ -47,104 +34,6 @@ class Recording:
     indices: dict = field(default_factory=dict)  # step index -> (1, C, h, w) int64
     outputs: dict = field(default_factory=dict)  # step index -> output of that step (layer ends)
     last_step: int = -1
-
-
-def _classify(name: str, m: nn.Module) -> Step:
-    if isinstance(m, nn.Conv2d):
-        if m.groups != 1:
-            raise CnnauralError(f"DeconvNet cannot read '{name}': grouped convolution (groups={m.groups}) "
-                                "is not supported")
-        if m.padding_mode != "zeros":
-            raise CnnauralError(f"DeconvNet cannot read '{name}': padding_mode={m.padding_mode!r}, only 'zeros'")
-        if isinstance(m.padding, str):
-            pads = m._reversed_padding_repeated_twice
-            if any(pads[i] != pads[i + 1] for i in (0, 2)):
-                raise CnnauralError(f"DeconvNet cannot read '{name}': padding='same' with an even kernel pads "
-                                    "asymmetrically; give the Conv2d explicit padding")
-        return Step("conv", name, m)
-    if isinstance(m, nn.BatchNorm2d):
-        if not m.track_running_stats or m.running_var is None:
-            raise CnnauralError(f"DeconvNet cannot read '{name}': BatchNorm2d without running statistics")
-        return Step("bn", name, m)
-    if isinstance(m, RECTIFIERS):
-        return Step("act", name, m)
-    if isinstance(m, nn.MaxPool2d):
-        return Step("pool", name, m)
-    if isinstance(m, IDENTITIES):
-        return Step("identity", name, m)
-    if isinstance(m, PASS_BACK):
-        return Step("passback", name, m)
-    if isinstance(m, nn.Flatten):
-        return Step("flatten", name, m)
-    if isinstance(m, nn.Linear):
-        return Step("linear", name, m)
-    raise CnnauralError(f"DeconvNet cannot read module '{name}' ({type(m).__name__}): supported modules are "
-                        f"{SUPPORTED}")
-
-
-def _flatten_sequential(model: nn.Sequential, prefix: str = "") -> list[Step]:
-    steps = []
-    for name, m in model.named_children():
-        full = f"{prefix}{name}"
-        if isinstance(m, nn.Sequential):
-            steps += _flatten_sequential(m, full + ".")
-        else:
-            steps.append(_classify(full, m))
-    return steps
-
-
-_FX_RELU = {F.relu, torch.relu}
-_FX_FLATTEN = {torch.flatten}
-
-
-def _trace_chain(model: nn.Module) -> list[Step]:
-    try:
-        gm = torch.fx.symbolic_trace(model)
-    except Exception as e:
-        raise CnnauralError(f"DeconvNet cannot read {type(model).__name__}: it is not an nn.Sequential and "
-                            f"torch.fx cannot trace it ({str(e).splitlines()[0]})") from None
-    steps, prev = [], None
-    for node in gm.graph.nodes:
-        if node.op == "placeholder":
-            if prev is not None:
-                raise CnnauralError(f"DeconvNet cannot read {type(model).__name__}: it takes more than one input")
-            prev = node
-            continue
-        if node.op == "output":
-            break
-        if node.op == "get_attr" or not node.args or node.args[0] is not prev:
-            raise CnnauralError(f"DeconvNet cannot read {type(model).__name__}: '{node.name}' does not take "
-                                "the previous layer's output (only a chain of layers, no skip connections)")
-        if node.op == "call_module":
-            steps.append(_classify(str(node.target), gm.get_submodule(node.target)))
-        elif node.op == "call_function" and node.target in _FX_RELU:
-            steps.append(Step("act", node.name, nn.ReLU()))
-        elif (node.op == "call_function" and node.target in _FX_FLATTEN) or (
-                node.op == "call_method" and node.target in ("flatten", "view", "reshape")):
-            steps.append(Step("flatten", node.name, nn.Flatten()))
-        else:
-            raise CnnauralError(f"DeconvNet cannot read {type(model).__name__}: '{node.name}' "
-                                f"({node.op} {getattr(node.target, '__name__', node.target)}) is not a supported "
-                                f"layer; supported: {SUPPORTED}, F.relu, torch.flatten")
-        prev = node
-    return steps
-
-
-def read_chain(model: nn.Module) -> list[Step]:
-    """The model's layers in execution order (nested nn.Sequential, or a torch.fx-traceable chain)."""
-    steps = _flatten_sequential(model) if isinstance(model, nn.Sequential) else _trace_chain(model)
-    if not any(s.kind == "conv" for s in steps):
-        raise CnnauralError(f"DeconvNet found no Conv2d in {type(model).__name__}")
-    return steps
-
-
-def _conv_geometry(conv: nn.Conv2d):
-    if isinstance(conv.padding, str):
-        pads = conv._reversed_padding_repeated_twice
-        padding = (pads[2], pads[0])
-    else:
-        padding = tuple(conv.padding)
-    return tuple(conv.stride), padding, tuple(conv.dilation)
 
 
 def _output_padding(in_hw, out_hw, kernel, stride, padding, dilation):
@@ -227,11 +116,15 @@ class DeconvNet:
         """Number of conv layers (layers are 1-based)."""
         return len(self._conv_idx)
 
-    def channels(self, layer) -> int:
+    def n_features(self, layer) -> int:
         """Number of features of a layer (1-based int, or "output" for the class scores)."""
         if layer == "output":
             return self._out_features()
-        return self.steps[self._conv_idx[self._check_layer(layer) - 1]].module.out_channels
+        return self.conv(layer).out_channels
+
+    def conv(self, layer) -> nn.Conv2d:
+        """The Conv2d of a layer (1-based)."""
+        return self.steps[self._conv_idx[self._check_layer(layer) - 1]].module
 
     def _out_features(self):
         if not self.has_head:
@@ -360,7 +253,7 @@ class DeconvNet:
         on the way back from step `end` stays under max_batch_bytes. A block the native fused op
         takes back never materialises its unpooled maps (the pool's, the rectifier's inputs): only
         its output counts, so chunks are larger there (4x fewer, larger calls on a 30-s track)."""
-        native = ops._use_native("unpool_conv_transpose2d", seeds.device, False, seeds.dtype)
+        native = ops.uses_native("unpool_conv_transpose2d", seeds.device, seeds.dtype)
         inside_fused, i = set(), end
         while native and i >= 0:
             fused = self._fusable(i) if self.steps[i].kind == "pool" else None
@@ -400,7 +293,7 @@ class DeconvNet:
             elif st.kind == "bn":
                 g = g * _bn_scale(m).to(g)[None, :, None, None]
             elif st.kind == "conv":
-                stride, padding, dilation = _conv_geometry(m)
+                stride, padding, dilation = conv_geometry(m)
                 out_pad = _output_padding(rec.in_shapes[i][-2:], g.shape[-2:], m.kernel_size, stride, padding, dilation)
                 g = F.conv_transpose2d(g, m.weight.to(g), None, stride, padding, out_pad, 1, dilation)
             elif st.kind == "flatten":
@@ -430,7 +323,7 @@ class DeconvNet:
         w = conv.weight.to(g)
         if bn_i is not None:
             w = w * _bn_scale(self.steps[bn_i].module).to(g)[:, None, None, None]
-        stride, padding, dilation = _conv_geometry(conv)
+        stride, padding, dilation = conv_geometry(conv)
         unpool_size = rec.in_shapes[pool_i][-2:]
         out_pad = _output_padding(rec.in_shapes[conv_i][-2:], unpool_size, conv.kernel_size, stride, padding, dilation)
         return ops.unpool_conv_transpose2d(g, rec.indices[pool_i], w, None, unpool_size=unpool_size, stride=stride,

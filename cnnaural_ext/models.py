@@ -1,4 +1,4 @@
-"""The paper's CNNs as plain nn.Modules, and checkpoints that carry their Spectrogram.
+"""The paper's CNNs as plain nn.Modules (checkpoints: `cnnaural_ext.io.checkpoint`).
 
 Both models are `nn.Sequential(features=..., classifier=...)` where every feature block is
 `Sequential(conv, [batchnorm], relu, maxpool, [dropout])` — the block chain DeconvNet reads.
@@ -6,14 +6,10 @@ Both models are `nn.Sequential(features=..., classifier=...)` where every featur
 from __future__ import annotations
 
 from collections import OrderedDict
-from pathlib import Path
-
 import torch
 from torch import nn
 
 from .errors import CnnauralError
-
-CHECKPOINT_FORMAT = "cnnaural-checkpoint/1"
 
 
 def _as_list(v, n, name):
@@ -25,21 +21,21 @@ def _as_list(v, n, name):
     return v
 
 
-def _cnn(n_blocks, n_classes, channels, kernel_sizes, paddings, input_shape, in_channels, dropout,
+def _cnn(n_blocks, n_classes, width, kernel_sizes, paddings, input_shape, in_channels, dropout,
          batchnorm, dense, pool):
-    channels = _as_list(channels, n_blocks, "channels")
+    width = _as_list(width, n_blocks, "width")
     dropout = _as_list(dropout, n_blocks, "dropout")
     blocks = OrderedDict()
     c_prev = in_channels
     for i in range(n_blocks):
-        layers = [nn.Conv2d(c_prev, channels[i], kernel_sizes[i], padding=paddings[i])]
+        layers = [nn.Conv2d(c_prev, width[i], kernel_sizes[i], padding=paddings[i])]
         if batchnorm:
-            layers.append(nn.BatchNorm2d(channels[i]))
+            layers.append(nn.BatchNorm2d(width[i]))
         layers += [nn.ReLU(inplace=False), nn.MaxPool2d(pool)]
         if dropout[i] > 0:
             layers.append(nn.Dropout(dropout[i]))
         blocks[f"block{i + 1}"] = nn.Sequential(*layers)
-        c_prev = channels[i]
+        c_prev = width[i]
     features = nn.Sequential(blocks)
     with torch.no_grad():
         n_flat = features(torch.zeros(1, in_channels, *input_shape)).numel()
@@ -52,92 +48,32 @@ def _cnn(n_blocks, n_classes, channels, kernel_sizes, paddings, input_shape, in_
     return nn.Sequential(OrderedDict(features=features, classifier=nn.Sequential(*head)))
 
 
-def paper_cnn5(n_classes: int = 3, channels=48, input_shape=(257, 173), in_channels: int = 1,
+def paper_cnn5(n_classes: int = 3, width=48, input_shape=(257, 173), in_channels: int = 1,
                dropout=(0.0, 0.25, 0.25, 0.25, 0.5), batchnorm: bool = False, dense=(512, 256)) -> nn.Sequential:
     """The paper's reference CNN: 5 blocks of [3x3 'same' conv, ReLU, 2x2 max-pool, dropout], dense head.
 
     Args:
         n_classes: outputs of the last Linear.
-        channels: int or 5 ints (the original code builds 48).
+        width: conv channels per block, int or 5 ints (the original code builds 48).
         input_shape: (F', T) of the network input, fixes the size of the first Linear
             (257 x 173: 4 s at 11025 Hz with n_fft 512, hop 256).
         dropout: per-block dropout (the original: 0, .25, .25, .25, .5).
         batchnorm: insert BatchNorm2d after each conv (folded into the weights when deconvolving).
         dense: widths of the hidden Linear layers (the original: 512, 256).
     """
-    return _cnn(5, n_classes, channels, [3] * 5, [1] * 5, tuple(input_shape), in_channels, dropout,
+    return _cnn(5, n_classes, width, [3] * 5, [1] * 5, tuple(input_shape), in_channels, dropout,
                 batchnorm, dense, 2)
 
 
-def paper_cnn4_12x12(n_classes: int = 3, channels=48, input_shape=(257, 173), in_channels: int = 1,
+def paper_cnn4_12x12(n_classes: int = 3, width=48, input_shape=(257, 173), in_channels: int = 1,
                      dropout=(0.0, 0.25, 0.25, 0.5), batchnorm: bool = False, dense=(512, 256)) -> nn.Sequential:
     """The paper's 4-block CNN with 12x12 first-layer filters (Figure 2), 3x3 after.
 
     The 12x12 convolution is unpadded ('valid'): an even kernel has no symmetric 'same' padding,
     and the transposed convolution maps a valid convolution back to the full input exactly.
     """
-    return _cnn(4, n_classes, channels, [12, 3, 3, 3], [0, 1, 1, 1], tuple(input_shape), in_channels,
+    return _cnn(4, n_classes, width, [12, 3, 3, 3], [0, 1, 1, 1], tuple(input_shape), in_channels,
                 dropout, batchnorm, dense, 2)
 
 
 ARCHITECTURES = {"paper_cnn5": paper_cnn5, "paper_cnn4_12x12": paper_cnn4_12x12}
-
-
-def save_checkpoint(path, model: nn.Module, spectrogram, *, arch: str, arch_kwargs: dict,
-                    classes, **extra) -> Path:
-    """Write a checkpoint that `load_checkpoint` can rebuild with no code from the file.
-
-    Holds the architecture name and arguments, the state dict, the Spectrogram config, the class
-    names and any extra plain data (metrics, the recipe, initial first-layer weights, ...).
-    """
-    from .audio import atomic_write
-
-    if arch not in ARCHITECTURES:
-        raise CnnauralError(f"unknown architecture {arch!r} (known: {', '.join(ARCHITECTURES)})")
-    payload = dict(format=CHECKPOINT_FORMAT, arch=arch, arch_kwargs=_plain(arch_kwargs),
-                   state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
-                   spectrogram=spectrogram.config(), classes=list(classes), **extra)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda tmp: torch.save(payload, tmp))
-    return path
-
-
-def _plain(v):
-    if isinstance(v, tuple):
-        return [_plain(x) for x in v]
-    if isinstance(v, list):
-        return [_plain(x) for x in v]
-    if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
-    return v
-
-
-def load_checkpoint(path, map_location="cpu"):
-    """Rebuild (model, spectrogram, meta) from a checkpoint, in eval mode.
-
-    Loading is weights-only: nothing in the file is executed.
-
-    Raises:
-        CnnauralError: missing, corrupt or foreign file.
-    """
-    from .spectrogram import Spectrogram
-
-    path = Path(path)
-    if not path.is_file():
-        raise CnnauralError(f"checkpoint not found: {path}")
-    try:
-        ck = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:
-        raise CnnauralError(f"cannot read checkpoint {path}: {str(e).splitlines()[0]}") from None
-    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
-        raise CnnauralError(f"{path} is not a cnnaural checkpoint (write one with `cnnaural train`)")
-    try:
-        model = ARCHITECTURES[ck["arch"]](**ck["arch_kwargs"])
-        model.load_state_dict(ck["state_dict"])
-        spec = Spectrogram(**ck["spectrogram"])
-    except Exception as e:
-        raise CnnauralError(f"checkpoint {path} does not match its architecture: {str(e).splitlines()[0]}") from None
-    model.eval()
-    meta = {k: v for k, v in ck.items() if k not in ("state_dict",)}
-    return model, spec, meta

@@ -74,9 +74,14 @@ def _use_native(op: str, device: torch.device, needs_grad: bool, dtype: torch.dt
     return ok
 
 
+def uses_native(op: str, device="cpu", dtype: torch.dtype = torch.float32) -> bool:
+    """Whether `op` runs its native kernel for `dtype` tensors on `device` without autograd."""
+    return _use_native(op, torch.device(device), False, dtype)
+
+
 def active_backend(op: str, device="cpu") -> str:
     """Which implementation `op` uses for tensors on `device` without autograd: native | reference."""
-    return "native" if _use_native(op, torch.device(device), False) else "reference"
+    return "native" if uses_native(op, device) else "reference"
 
 
 # ---------------------------------------------------------------------------------------------

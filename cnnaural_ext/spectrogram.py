@@ -63,12 +63,12 @@ class Spectrogram(torch.nn.Module):
         window: "hann" (periodic, torch.stft's and librosa's convention).
         center: pad so frame t is centred at t * hop_length (reflect padding).
         scale: network input scale of the magnitude: "linear" (the original code), "log1p"
-            (log(1 + gain |X|)) or "db" (20 log10(max(|X|, amin) / ref)).
+            (log(1 + compression |X|)) or "db" (20 log10(max(|X|, amin) / ref)).
         n_mels: if given, the magnitude goes through a mel filterbank first.
         f_min, f_max: mel band edges in Hz.
         amin, ref: floor and reference for "db".
-        gain: the factor inside "log1p". With gain 1, magnitudes below about 0.1 (most of the
-            time-frequency plane of music at full scale) stay nearly linear; a gain of 1000
+        compression: the factor inside "log1p". With compression 1, magnitudes below about 0.1 (most of the
+            time-frequency plane of music at full scale) stay nearly linear; 1000
             compresses about 80 dB above 1e-4 into 0..10.
 
     Shapes: waveform (..., n) -> stft (..., F, T) complex with F = n_fft // 2 + 1,
@@ -78,7 +78,7 @@ class Spectrogram(torch.nn.Module):
     def __init__(self, sample_rate: int = 11025, n_fft: int = 512, hop_length: int = 256,
                  win_length: int | None = None, window: str = "hann", center: bool = True,
                  scale: str = "linear", n_mels: int | None = None, f_min: float = 0.0,
-                 f_max: float | None = None, amin: float = 1e-5, ref: float = 1.0, gain: float = 1.0):
+                 f_max: float | None = None, amin: float = 1e-5, ref: float = 1.0, compression: float = 1.0):
         super().__init__()
         if scale not in SCALES:
             raise CnnauralError(f"scale must be one of {', '.join(SCALES)} (got {scale!r})")
@@ -91,11 +91,12 @@ class Spectrogram(torch.nn.Module):
         self.sample_rate, self.n_fft, self.hop_length = int(sample_rate), int(n_fft), int(hop_length)
         self.win_length, self.window_name, self.center = int(win_length), window, bool(center)
         self.scale, self.n_mels, self.f_min, self.f_max = scale, n_mels, float(f_min), f_max
-        if not (math.isfinite(float(gain)) and float(gain) > 0):
-            raise CnnauralError(f"gain must be a finite number > 0 (got {gain!r})")
-        if scale != "log1p" and float(gain) != 1.0:
-            raise CnnauralError(f"gain only applies to scale='log1p' (got gain={gain} with scale={scale!r})")
-        self.amin, self.ref, self.gain = float(amin), float(ref), float(gain)
+        if not (math.isfinite(float(compression)) and float(compression) > 0):
+            raise CnnauralError(f"compression must be a finite number > 0 (got {compression!r})")
+        if scale != "log1p" and float(compression) != 1.0:
+            raise CnnauralError(f"compression only applies to scale='log1p' (got compression={compression} "
+                                f"with scale={scale!r})")
+        self.amin, self.ref, self.compression = float(amin), float(ref), float(compression)
         # kept in float64 and cast to the signal's dtype, so a float64 STFT is float64-accurate
         self.register_buffer("window64", torch.hann_window(self.win_length, periodic=True, dtype=torch.float64),
                              persistent=False)
@@ -111,7 +112,7 @@ class Spectrogram(torch.nn.Module):
         return dict(sample_rate=self.sample_rate, n_fft=self.n_fft, hop_length=self.hop_length,
                     win_length=self.win_length, window=self.window_name, center=self.center,
                     scale=self.scale, n_mels=self.n_mels, f_min=self.f_min, f_max=self.f_max,
-                    amin=self.amin, ref=self.ref, gain=self.gain)
+                    amin=self.amin, ref=self.ref, compression=self.compression)
 
     @property
     def window(self) -> torch.Tensor:
@@ -168,7 +169,7 @@ class Spectrogram(torch.nn.Module):
         if self.scale == "linear":
             return mag
         if self.scale == "log1p":
-            return torch.log1p(mag * self.gain if self.gain != 1.0 else mag)
+            return torch.log1p(mag * self.compression if self.compression != 1.0 else mag)
         return 20.0 * torch.log10(mag.clamp_min(self.amin) / self.ref)
 
     def inverse_scale(self, s: torch.Tensor) -> torch.Tensor:
@@ -176,7 +177,7 @@ class Spectrogram(torch.nn.Module):
         if self.scale == "linear":
             return s
         if self.scale == "log1p":
-            return torch.expm1(s) / self.gain if self.gain != 1.0 else torch.expm1(s)
+            return torch.expm1(s) / self.compression if self.compression != 1.0 else torch.expm1(s)
         return self.ref * torch.pow(10.0, s / 20.0)
 
     def to_input(self, stft: torch.Tensor) -> torch.Tensor:

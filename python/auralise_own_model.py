@@ -11,7 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 
 import cnnaural_ext as ca
-from cnnaural_ext.audio import load, save_wav
+from cnnaural_ext.io.audio import load, save_audio
 
 
 class TinyNet(nn.Module):
@@ -55,7 +55,7 @@ def main(argv=None):
     res = ca.Auraliser(model, spec).auralise(wave, layer=args.layer, features=args.features)
     out = Path(args.out)
     for row, k in enumerate(res.features):
-        path = save_wav(out / f"layer{args.layer}_feature{k}.wav", res.audio[row], res.sample_rate)
+        path = save_audio(out / f"layer{args.layer}_feature{k}.wav", res.audio[row], res.sample_rate)
         print(f"feature {k}: mean activation {res.stats[row]['mean']:.3f} -> {path}")
     return 0
 

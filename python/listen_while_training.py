@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 
 import cnnaural_ext as ca
-from cnnaural_ext import viz
-from cnnaural_ext.audio import load, save_wav
+from cnnaural_ext.io import figures
+from cnnaural_ext.io.audio import load, save_audio
 
 
 def main(argv=None):
@@ -26,7 +26,7 @@ def main(argv=None):
     spec = ca.Spectrogram(scale="log1p")
     wave, sr = load(args.track, spec.sample_rate, duration=4.0)
     _, S = spec(wave)
-    model = ca.models.paper_cnn5(n_classes=2, channels=8, input_shape=tuple(S.shape), dense=(32,))
+    model = ca.models.paper_cnn5(n_classes=2, width=8, input_shape=tuple(S.shape), dense=(32,))
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     aur = ca.Auraliser(model, spec)  # reads the model once; no copy: it sees the weights as they train
     out = Path(args.out)
@@ -40,9 +40,9 @@ def main(argv=None):
         if step % args.every == 0:
             res = aur.auralise(wave, layer=1, features="top:2")
             for row, k in enumerate(res.features):
-                save_wav(out / f"step{step}_feature{k}.wav", res.audio[row], sr)
-                viz.save_map(out / f"step{step}_feature{k}.png", res.maps[row], sample_rate=sr,
-                             hop_length=spec.hop_length, title=f"step {step}, layer 1, feature {k}")
+                save_audio(out / f"step{step}_feature{k}.wav", res.audio[row], sr)
+                figures.save_map(out / f"step{step}_feature{k}.png", res.maps[row], sample_rate=sr,
+                                 hop_length=spec.hop_length, title=f"step {step}, layer 1, feature {k}")
             print(f"step {step}: loss {loss.item():.3f}, logged features {res.features}")
     return 0
 

@@ -27,34 +27,35 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     import cnnaural_ext as ca
-    from cnnaural_ext import cli, data
-    from cnnaural_ext.audio import save_wav
+    from cnnaural_ext import cli, corpus
     from cnnaural_ext.auralise import ASSETS
+    from cnnaural_ext.io.audio import save_audio
+    from cnnaural_ext.report import ANALYSIS
 
     t0 = time.time()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     deepest = ca.Auraliser.pretrained().deconvnet.n_layers
 
-    wave, _ = data.render_bwv846(sample_rate=22050, cache_dir=data.default_cache_dir())
-    bwv = save_wav(out / "bwv846.wav", wave, 22050)
+    wave, _ = corpus.render_bwv846(sample_rate=22050, cache_dir=corpus.default_cache_dir())
+    bwv = save_audio(out / "bwv846.wav", wave, 22050)
     tracks = [bwv]
     orchestral = sorted(WESNOTH.glob("*.ogg"))
     electronic = sorted(WARZONE.glob("*/*.opus")) + sorted(WARZONE.glob("*.opus"))
     tracks += orchestral[:1] + electronic[:1]
-    corpus = Path(args.data)
-    if not corpus.is_dir():
-        print(f"building the corpus in {corpus} (once)")
-        data.prepare_corpus(corpus)
-    extra = ["--figures", "--data", str(corpus)]
+    corpus_dir = Path(args.data)
+    if not corpus_dir.is_dir():
+        print(f"building the corpus in {corpus_dir} (once)")
+        corpus.prepare_corpus(corpus_dir)
+    extra = ["--figures", "--data", str(corpus_dir)]
     filters_12x12 = ASSETS / "paper_cnn4_12x12.pt"
     if filters_12x12.is_file():
         extra += ["--filters-model", str(filters_12x12)]
-    rc = cli.main(["report", *map(str, tracks), "--layer", f"1,{deepest}", "--features", args.features,
+    rc = cli.main(["report", *map(str, tracks), "--layers", f"1,{deepest}", "--features", args.features,
                    "--offset", "30", "--duration", str(args.duration), "--out", str(out), *extra])
     if rc:
         return rc
-    print(f"Figure 3: {(out / cli.ANALYSIS / 'figure3_bwv846.png').resolve()}")
+    print(f"Figure 3: {(out / ANALYSIS / 'figure3_bwv846.png').resolve()}")
     print(f"demo done in {time.time() - t0:.0f} s: listen to {out.resolve()}/*/*.wav "
           f"or open {(out / 'index.html').resolve()}")
     return 0

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import cnnaural_ext as ca
-from cnnaural_ext.deconvnet import RECTIFIERS
+from cnnaural_ext.chain import RECTIFIERS
 
 
 class _DeconvRelu(torch.autograd.Function):
@@ -112,10 +112,10 @@ def _random_bn(bn):
 def model_zoo():
     torch.manual_seed(1)
     zoo = {
-        "paper_cnn5_small": ca.models.paper_cnn5(n_classes=3, channels=[4, 5, 6, 5, 4], input_shape=(64, 48),
+        "paper_cnn5_small": ca.models.paper_cnn5(n_classes=3, width=[4, 5, 6, 5, 4], input_shape=(64, 48),
                                                   dense=(16,)),
-        "paper_cnn4_12x12": ca.models.paper_cnn4_12x12(n_classes=4, channels=4, input_shape=(64, 48), dense=(8,)),
-        "batchnorm": ca.models.paper_cnn5(n_classes=2, channels=3, input_shape=(64, 48), batchnorm=True, dense=()),
+        "paper_cnn4_12x12": ca.models.paper_cnn4_12x12(n_classes=4, width=4, input_shape=(64, 48), dense=(8,)),
+        "batchnorm": ca.models.paper_cnn5(n_classes=2, width=3, input_shape=(64, 48), batchnorm=True, dense=()),
         "mixed": nn.Sequential(
             nn.Conv2d(1, 4, 5, stride=2, padding=2), nn.LeakyReLU(0.1), nn.MaxPool2d(3, stride=2),  # overlapping
             nn.Sequential(nn.Conv2d(4, 6, 3, padding=2, dilation=2), _random_bn(nn.BatchNorm2d(6)), nn.ELU(),
@@ -143,7 +143,7 @@ def test_deconvolution_equals_modified_backprop(name, seed):
     x = torch.rand(1, 1, 64, 48)
     dn = ca.DeconvNet(model)
     for layer in range(1, dn.n_layers + 1):
-        C = dn.channels(layer)
+        C = dn.n_features(layer)
         feats = sorted({0, C - 1, C // 2})
         model_d = copy.deepcopy(model).double()
         got = ca.DeconvNet(model_d).deconvolve(x.double(), layer, feats, seed=seed)
@@ -157,7 +157,7 @@ def test_class_targets_through_linear_head(name):
     model = copy.deepcopy(ZOO[name]).double()
     x = torch.rand(1, 1, 64, 48, dtype=torch.float64)
     dn = ca.DeconvNet(model)
-    n_cls = dn.channels("output")
+    n_cls = dn.n_features("output")
     got = dn.deconvolve(x, "output", "all")
     want = oracle(model, x, "output", list(range(n_cls)))
     torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-10)

@@ -8,11 +8,10 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import soundfile as sf
 
 from cnnaural_ext import cli
-
-from test_auralise_cli import SR, checkpoint, sf, tone  # noqa: F401  (fixture and helpers)
-from test_report_sections import EVIL_CLASS, corpus, fake_prelude  # noqa: F401  (fixtures)
+from helpers import EVIL_CLASS, SR, tone
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 EVIL = "<img src=x onerror=alert(1)> & co.wav"  # markup in a track name must show as text
@@ -28,10 +27,10 @@ pytestmark = [pytest.mark.browser,
 
 
 @pytest.fixture
-def gallery(checkpoint, corpus, fake_prelude, tmp_path):  # noqa: F811
+def gallery(checkpoint, corpus, fake_prelude, tmp_path):
     sf.write(tmp_path / EVIL, tone(2.5).numpy(), SR)
     out = tmp_path / "site"
-    assert cli.main(["report", str(tmp_path / EVIL), "--model", str(checkpoint), "--layer", "1,5", "--features", "0,1",
+    assert cli.main(["report", str(tmp_path / EVIL), "--model", str(checkpoint), "--layers", "1,5", "--features", "0,1",
                      "--duration", "2", "--out", str(out), "--figures", "--onset-duration", "6",
                      "--data", str(corpus), "--split", "all", "--cache-dir", str(tmp_path / "cache")]) == 0
     handler = partial(QuietHandler, directory=str(out))

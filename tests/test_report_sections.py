@@ -1,63 +1,31 @@
 """`cnnaural report --figures --data`: the gallery's Figure 2 / Figure 3 / onset / selectivity
 sections — real HTML tables, escaped names, images that exist and decode, clear user errors."""
-import html
 import re
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote
 
-import numpy as np
 import pytest
+import soundfile as sf
 import torch
+from markupsafe import escape
 
 import cnnaural_ext as ca
-from cnnaural_ext import cli, data
-
-from test_auralise_cli import SR, checkpoint, sf, tone  # noqa: F401  (fixture and helpers)
-
-EVIL_CLASS = '<em onmouseover="x">loud & clear'  # a class folder name with markup: must stay text
-CLASSES = [EVIL_CLASS, "quiet"]
-
-
-def fake_bwv846(sample_rate=22050, cache_dir=None):
-    """Stands in for the rendered Prelude: decaying tones every 0.25 s, their times as onsets."""
-    onsets = np.arange(0.1, 8.0, 0.25)
-    t = np.arange(int(8.0 * sample_rate)) / sample_rate
-    x = np.zeros_like(t)
-    for i, on in enumerate(onsets):
-        f0 = 220 * 2 ** ((i % 7) / 12)
-        x += np.where(t >= on, np.exp(-(t - on) * 8.0), 0.0) * np.sin(2 * np.pi * f0 * (t - on))
-    return torch.from_numpy((0.3 * x / np.abs(x).max()).astype(np.float32)), onsets
-
-
-@pytest.fixture
-def corpus(tmp_path):
-    """Two classes of two short tracks each; one class folder is named with markup."""
-    root = tmp_path / "corpus"
-    g = torch.Generator().manual_seed(0)
-    for c, cls in enumerate(CLASSES):
-        (root / cls).mkdir(parents=True)
-        for k in range(2):
-            x = tone(2.5) if c == 0 else 0.05 * torch.randn(int(2.5 * SR), generator=g)
-            sf.write(root / cls / f"track{k}.wav", x.numpy(), SR)
-    return root
-
-
-@pytest.fixture
-def fake_prelude(monkeypatch):
-    monkeypatch.setattr(data, "render_bwv846", fake_bwv846)
+from cnnaural_ext import cli
+from cnnaural_ext.io.checkpoint import save_checkpoint
+from helpers import CLASSES, EVIL_CLASS, SR, tone
 
 
 def small_12x12_checkpoint(path):
     torch.manual_seed(1)
     spec = ca.Spectrogram(sample_rate=SR, n_fft=256, hop_length=128, scale="log1p")
-    kw = dict(n_classes=2, channels=[3, 4, 4, 4], input_shape=[spec.n_bins, spec.n_frames(2 * SR)], dense=[8])
+    kw = dict(n_classes=2, width=[3, 4, 4, 4], input_shape=[spec.n_bins, spec.n_frames(2 * SR)], dense=[8])
     model = ca.models.paper_cnn4_12x12(**kw).eval()
     initial = model[0][0][0].weight.detach().clone()
     with torch.no_grad():
         model[0][0][0].weight.add_(0.1)  # "learned" differs from initial
-    ca.models.save_checkpoint(path, model, spec, arch="paper_cnn4_12x12", arch_kwargs=kw, classes=["x", "y"],
-                              initial_conv1=initial)
+    save_checkpoint(path, model, spec, arch="paper_cnn4_12x12", arch_kwargs=kw, classes=["x", "y"],
+                    initial_conv1=initial)
     return path
 
 
@@ -100,12 +68,12 @@ class Tables(HTMLParser):
 
 
 def report(out, track, checkpoint, *extra):
-    return cli.main(["report", str(track), "--model", str(checkpoint), "--layer", "1,5", "--features", "0,1",
+    return cli.main(["report", str(track), "--model", str(checkpoint), "--layers", "1,5", "--features", "0,1",
                      "--duration", "2", "--out", str(out), *extra])
 
 
 @pytest.fixture
-def gallery_with_sections(checkpoint, corpus, fake_prelude, tmp_path):  # noqa: F811
+def gallery_with_sections(checkpoint, corpus, fake_prelude, tmp_path):
     track = tmp_path / "tone.wav"
     sf.write(track, tone(2.5).numpy(), SR)
     filters12 = small_12x12_checkpoint(tmp_path / "small12.pt")
@@ -138,7 +106,7 @@ def test_report_sections_tables_and_images(gallery_with_sections):
     assert mean[0] == ["feature", *sorted(CLASSES), "switched off by"] and len(mean) == 1 + 8
     summary = p.tables["Features each class switches off"]
     assert sorted(r[0] for r in summary[1:]) == sorted(CLASSES) and all(r[1] == "2" for r in summary[1:])
-    assert "<em" not in page and html.escape(EVIL_CLASS) in page
+    assert "<em" not in page and str(escape(EVIL_CLASS)) in page  # escaped as the template engine does
     # every image has alt text, exists and decodes; every asset the page names exists
     analysis = [i for i in p.images if i["src"].startswith("_analysis/")]
     assert {Path(unquote(i["src"])).name for i in analysis} == {
@@ -155,7 +123,7 @@ def test_report_sections_tables_and_images(gallery_with_sections):
         assert (out / "_analysis" / name).stat().st_size > 0
 
 
-def test_report_without_options_has_no_sections(checkpoint, tmp_path):  # noqa: F811
+def test_report_without_options_has_no_sections(checkpoint, tmp_path):
     track = tmp_path / "tone.wav"
     sf.write(track, tone(2.5).numpy(), SR)
     assert report(tmp_path / "site", track, checkpoint) == 0
@@ -170,7 +138,7 @@ def test_report_without_options_has_no_sections(checkpoint, tmp_path):  # noqa: 
     ("bad onset duration", "--onset-duration must be positive"),
     ("no track", "audio file not found"),
 ])
-def test_report_section_errors_are_one_line_and_write_nothing(case, msg, checkpoint, corpus, fake_prelude,  # noqa: F811
+def test_report_section_errors_are_one_line_and_write_nothing(case, msg, checkpoint, corpus, fake_prelude,
                                                               tmp_path, capsys):
     track = tmp_path / "tone.wav"
     sf.write(track, tone(2.5).numpy(), SR)

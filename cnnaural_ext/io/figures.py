@@ -1,4 +1,5 @@
-"""Figures: deconvolved spectrograms, Figure-3 style waveform/spectrogram panels, first-layer filters."""
+"""Figures written to files: deconvolved spectrograms, Figure-3 style waveform/spectrogram panels,
+first-layer filters (Figure 2), class heat maps. Matplotlib with the Agg backend, never a window."""
 from __future__ import annotations
 
 import matplotlib
@@ -8,7 +9,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from .audio import atomic_write  # noqa: E402
+from .files import atomic_write  # noqa: E402
 
 
 def _db(mag, floor_db=-80.0):

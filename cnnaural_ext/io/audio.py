@@ -1,16 +1,15 @@
-"""Audio input and output: load anything libsndfile reads, resample, write WAV atomically."""
+"""Audio input and output: load anything libsndfile reads, resample, write WAV or FLAC atomically."""
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .errors import CnnauralError
+from ..errors import CnnauralError
+from .files import atomic_write
 
 
 def load(path, sample_rate: int | None = None, *, offset: float = 0.0,
@@ -89,46 +88,36 @@ def peak_normalize(audio: torch.Tensor, peak: float = 0.99) -> torch.Tensor:
     return torch.where(m > 0, audio * (peak / m.clamp_min(torch.finfo(audio.dtype).tiny)), audio)
 
 
-def save_wav(path, audio, sample_rate: int, *, subtype: str = "FLOAT", normalize: bool = False) -> Path:
-    """Write (n,) or (channels, n) audio as WAV, via a temporary file renamed into place.
+#: file suffix -> libsndfile container; the sample formats each one takes
+AUDIO_FORMATS = {".wav": ("WAV", ("FLOAT", "PCM_16", "PCM_24")), ".flac": ("FLAC", ("PCM_16", "PCM_24"))}
+
+
+def save_audio(path, audio, sample_rate: int, *, subtype: str = "FLOAT", normalize: bool = False) -> Path:
+    """Write (n,) or (channels, n) audio, via a temporary file renamed into place.
+
+    The container follows the suffix: ``.wav`` or ``.flac``.
 
     Args:
-        subtype: "FLOAT" (32-bit float) or "PCM_16".
+        subtype: the sample format: "FLOAT" (32-bit float, WAV only), "PCM_16" or "PCM_24".
         normalize: peak-normalise before writing.
+
+    Raises:
+        CnnauralError: an unknown suffix, or a sample format the container cannot hold.
     """
     import soundfile as sf
 
     path = Path(path)
+    container, subtypes = AUDIO_FORMATS.get(path.suffix.lower(), (None, ()))
+    if container is None:
+        raise CnnauralError(f"cannot write audio to {path.name}: use a .wav or .flac file name")
+    if subtype not in subtypes:
+        raise CnnauralError(f"{container} files take the sample formats {', '.join(subtypes)} (got {subtype!r})")
     a = audio.detach().cpu() if isinstance(audio, torch.Tensor) else torch.as_tensor(audio)
     a = a.to(torch.float32)
     if normalize:
         a = peak_normalize(a)
-    if subtype == "PCM_16":
+    if subtype != "FLOAT":
         a = a.clamp(-1.0, 1.0)
     data = a.numpy().T if a.dim() == 2 else a.numpy()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda tmp: sf.write(tmp, data, int(sample_rate), subtype=subtype, format="WAV"))
-    return path
-
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-def atomic_write(path, write) -> Path:
-    """Call write(tmp_path) for a temporary file beside `path`, then rename it over `path`.
-
-    Nothing half-written is left behind if `write` raises.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private; the result is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda tmp: sf.write(tmp, data, int(sample_rate), subtype=subtype, format=container))
     return path

@@ -1,0 +1,6 @@
+"""Measures of what the features do: onset detection (the paper's layer-1 claim), class selectivity."""
+from .onsets import bwv846_onsets, f_measure, onset_strength, pick_peaks, score_onset_features
+from .selectivity import class_selectivity, select_tracks
+
+__all__ = ["bwv846_onsets", "class_selectivity", "f_measure", "onset_strength", "pick_peaks", "score_onset_features",
+           "select_tracks"]
