@@ -185,3 +185,20 @@ def test_cli_report_writes_an_escaped_gallery(checkpoint, tmp_path):
     assert len([s for s in sources if s.endswith(".png")]) == 2 * 2 + 2
     for s in sources:
         assert (out / unquote(s)).is_file(), s
+
+
+def test_old_layer_spelling_still_works_with_a_warning(checkpoint, track, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert cli.main(["auralise", str(track), "--model", str(checkpoint), "--layer", "5", "--features", "0",
+                     "--duration", "1", "--format", "flac", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "--layer is deprecated" in err and "use --layers" in err
+    manifest = json.loads((out / "tone_track" / "manifest.json").read_text())
+    assert [(i["layer"], i["audio"]) for i in manifest["items"]] == [(5, "layer5_feature000.flac")]
+    assert (out / "tone_track" / "original.flac").is_file()
+
+
+def test_help_names_every_command():
+    text = cli.build_parser().format_help()
+    for command in ("info", "auralise", "report", "filters", "onsets", "selectivity", "dataset", "train", "crossval"):
+        assert command in text

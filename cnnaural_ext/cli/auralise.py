@@ -15,7 +15,8 @@ def register(sub) -> None:
 
     p = sub.add_parser("auralise", help="write audio and PNGs of chosen features for audio tracks",
                        description="For each TRACK write OUT/<track>/original.wav, one "
-                       "layer<L>_feature<k>.wav and .png per feature, a figure per layer and manifest.json.")
+                       "layer<L>_feature<k>.wav and .png per feature, a figure per layer and manifest.json "
+                       "(.flac instead of .wav with --format flac).")
     _add_tracks(p)
     p.set_defaults(func=cmd_auralise)
 
