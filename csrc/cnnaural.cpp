@@ -1,5 +1,6 @@
-// The _C Python module: build and runtime information. The op schemas live in registration.cpp
-// (compiled into _C as well), so importing _C registers torch.ops.cnnaural.*.
+// The _C Python module: build and runtime information. Each op's schema lives in its folder
+// (TORCH_LIBRARY_FRAGMENT in csrc/<op>/<op>.cpp, compiled into _C as well), so importing _C
+// registers torch.ops.cnnaural.*.
 #include <ATen/Parallel.h>
 #include <torch/extension.h>
 
