@@ -1,10 +1,12 @@
-// The _C Python module: build and runtime information. The op schemas live in registration.cpp
-// (compiled into _C as well), so importing _C registers torch.ops.cnnaural.*.
+// The _C Python module: build and runtime information. Each op's schema lives in its folder
+// (TORCH_LIBRARY_FRAGMENT in csrc/<op>/<op>.cpp, compiled into _C as well), so importing _C
+// registers torch.ops.cnnaural.*.
 #include <ATen/Parallel.h>
 #include <torch/extension.h>
 
 #include "common/output_pool.h"
 #include "istft/istft.h"
+#include "unpool_conv/unpool_conv.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -32,6 +34,23 @@ pybind11::dict build_info() {
   return d;
 }
 
+// The ops' shared validation alone, for the Python reference path: it raises the op's own error
+// (RuntimeError "cnnaural.<op>: ...") where the op would, and reads no tensor data.
+void check_masked_istft(const at::Tensor& stft, const at::Tensor& gain, int64_t n_fft, int64_t hop_length,
+                        int64_t win_length, const at::Tensor& window, bool center, std::optional<int64_t> length,
+                        const std::string& mode) {
+  cnnaural::check_masked_istft("masked_istft", stft, gain, n_fft, hop_length, win_length, window, center, length,
+                               mode);
+}
+
+void check_unpool_conv_transpose2d(const at::Tensor& input, const at::Tensor& indices, const at::Tensor& weight,
+                                   const std::optional<at::Tensor>& bias, at::IntArrayRef unpool_size,
+                                   at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef output_padding,
+                                   at::IntArrayRef dilation, const std::optional<at::Tensor>& channels) {
+  cnnaural::check_unpool_conv("unpool_conv_transpose2d", input, indices, weight, bias, unpool_size, stride, padding,
+                              output_padding, dilation, channels);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -43,4 +62,15 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "Bytes of freed CPU output buffers the kernels keep for their next calls (at most 256 MiB).");
   m.def("release_output_pool", &cnnaural::release_output_pool,
         "Return the freed CPU output buffers the kernels keep to the OS.");
+  namespace py = pybind11;
+  m.def("check_masked_istft", &check_masked_istft,
+        "masked_istft's argument checks (those of every backend; no data read): None, or the op's RuntimeError.",
+        py::arg("stft"), py::arg("gain"), py::arg("n_fft"), py::arg("hop_length"), py::arg("win_length"),
+        py::arg("window"), py::arg("center"), py::arg("length"), py::arg("mode"));
+  m.def("check_unpool_conv_transpose2d", &check_unpool_conv_transpose2d,
+        "unpool_conv_transpose2d's argument checks (those of every backend; shapes, dtypes, devices, geometry, not "
+        "the switch or channel values): None, or the op's RuntimeError.",
+        py::arg("input"), py::arg("indices"), py::arg("weight"), py::arg("bias"), py::arg("unpool_size"),
+        py::arg("stride"), py::arg("padding"), py::arg("output_padding"), py::arg("dilation"),
+        py::arg("channels") = py::none());
 }

@@ -1,14 +1,24 @@
-// Backend-independent part of masked_istft: argument validation and window padding.
+// Backend-independent part of masked_istft: the op's schema, argument validation and window
+// padding.
 #include "istft.h"
 
 #include <ATen/Dispatch.h>
 #include <c10/util/intrusive_ptr.h>
+#include <torch/library.h>
 
 #include <deque>
 #include <mutex>
 
 #include "../common/checks.h"
 #include "istft_math.h"
+
+// The schema: the dispatcher sees the op, so torch.compile and torch.library.opcheck work. A
+// fragment per op (every op's folder has one), so adding an op touches only its folder.
+TORCH_LIBRARY_FRAGMENT(cnnaural, m) {
+  m.def(
+      "masked_istft(Tensor stft, Tensor gain, int n_fft, int hop_length, int win_length, "
+      "Tensor window, bool center, int? length, str mode) -> Tensor");
+}
 
 namespace cnnaural {
 

@@ -1,8 +1,19 @@
-// Backend-independent part of unpool_conv_transpose2d: argument validation.
+// Backend-independent part of unpool_conv_transpose2d: the op's schema and argument validation.
 #include "unpool_conv.h"
+
+#include <torch/library.h>
 
 #include "../common/checks.h"
 #include "unpool_conv_math.h"
+
+// The schema: the dispatcher sees the op, so torch.compile and torch.library.opcheck work. A
+// fragment per op (every op's folder has one), so adding an op touches only its folder.
+TORCH_LIBRARY_FRAGMENT(cnnaural, m) {
+  m.def(
+      "unpool_conv_transpose2d(Tensor input, Tensor indices, Tensor weight, Tensor? bias, int[2] unpool_size, "
+      "int[2] stride, int[2] padding, int[2] output_padding, int[2] dilation, bool rectify, "
+      "Tensor? channels=None) -> Tensor");
+}
 
 namespace cnnaural {
 
