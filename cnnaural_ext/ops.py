@@ -84,6 +84,41 @@ def active_backend(op: str, device="cpu") -> str:
     return "native" if uses_native(op, device) else "reference"
 
 
+def _user_error(op: str, e: RuntimeError) -> CnnauralError | None:
+    """The CnnauralError for an op's own argument error (its message names the op), else None."""
+    first = str(e).splitlines()[0] if str(e) else ""
+    return CnnauralError(first[first.index(op):]) if f"cnnaural.{op}: " in first else None
+
+
+def _native(op: str, kernel, *args):
+    """Run a native op; its argument errors (the checks in csrc/<op>/) become CnnauralErrors."""
+    try:
+        return kernel(*args)
+    except RuntimeError as e:
+        err = _user_error(op, e)
+        if err is None:
+            raise
+        raise err from None
+
+
+def _check(op: str, check: str, *args) -> None:
+    """Before the reference runs: the native op's own argument checks (csrc/<op>/<op>.cpp, the one
+    place they are written; no data read), as a CnnauralError. Without a native build there are
+    none to run, and PyTorch's own checks inside the reference stand (see `_reference`)."""
+    if _C is not None:
+        _native(op, getattr(_C, check), *args)
+
+
+def _reference(op: str, fn, *args, **kwargs):
+    """Run a reference twin; a RuntimeError from it is PyTorch's own refusal of the arguments
+    (torch.istft's NOLA check, or any check when no native build ran ours first), reported as the
+    op's CnnauralError."""
+    try:
+        return fn(*args, **kwargs)
+    except RuntimeError as e:
+        raise CnnauralError(f"{op}: {str(e).splitlines()[0]}") from None
+
+
 # ---------------------------------------------------------------------------------------------
 # unpool_conv_transpose2d
 # ---------------------------------------------------------------------------------------------
@@ -143,65 +178,25 @@ def unpool_conv_transpose2d(input: torch.Tensor, indices: torch.Tensor, weight: 
     torch.library.register_autograd), otherwise the reference in reference.py.
     """
     op = "unpool_conv_transpose2d"
-    if input.dim() != 4 or indices.dim() != 4 or weight.dim() != 4:
-        raise CnnauralError(f"{op}: input, indices and weight must be 4-D (got {input.dim()}, "
-                            f"{indices.dim()}, {weight.dim()} dims)")
-    if indices.dtype != torch.int64:
-        raise CnnauralError(f"{op}: indices must be int64 (got {indices.dtype})")
-    if not input.is_floating_point() or weight.dtype != input.dtype:
-        raise CnnauralError(f"{op}: input and weight must share a floating dtype (got {input.dtype}, {weight.dtype})")
-    N, C, h, w = input.shape[0], indices.shape[1], input.shape[2], input.shape[3]
-    if channels is not None:
-        if input.shape[1] != 1:
-            raise CnnauralError(f"{op}: with channels, input must be (N, 1, h, w), got {tuple(input.shape)}")
-        if channels.shape != (N,) or channels.dtype != torch.int64:
-            raise CnnauralError(f"{op}: channels must be int64 of shape ({N},), got {channels.dtype} "
-                                f"{tuple(channels.shape)}")
-    elif input.shape[1] != C:
-        raise CnnauralError(f"{op}: indices {tuple(indices.shape)} must be (N or 1, C, h, w) with the "
-                            f"C={input.shape[1]} channels of input {tuple(input.shape)}")
-    if indices.shape[2:] != input.shape[2:] or indices.shape[0] not in (1, N):
-        raise CnnauralError(f"{op}: indices {tuple(indices.shape)} must be (N or 1, C, h, w) "
-                            f"matching input {tuple(input.shape)}")
-    if weight.shape[0] != C:
-        raise CnnauralError(f"{op}: weight {tuple(weight.shape)} must be (C_out={C}, C_in, kH, kW)")
-    if bias is not None and bias.shape != (weight.shape[1],):
-        raise CnnauralError(f"{op}: bias must be ({weight.shape[1]},), got {tuple(bias.shape)}")
-    unpool_size = _pair(unpool_size, "unpool_size")
-    stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
-    output_padding, dilation = _pair(output_padding, "output_padding"), _pair(dilation, "dilation")
+    for name, t in (("input", input), ("indices", indices), ("weight", weight)):
+        if not isinstance(t, torch.Tensor):
+            raise CnnauralError(f"{op}: {name} must be a tensor (got {type(t).__name__})")
+    args = (input, indices, weight, bias, _pair(unpool_size, "unpool_size"), _pair(stride, "stride"),
+            _pair(padding, "padding"), _pair(output_padding, "output_padding"), _pair(dilation, "dilation"))
     if _use_native(op, input.device, False, input.dtype):
         # the kernels check every switch and channel where they read it (on a GPU with one small
-        # read-back, instead of the three a check here would cost); their error becomes ours
-        try:
-            return torch.ops.cnnaural.unpool_conv_transpose2d(input, indices, weight, bias, unpool_size, stride,
-                                                              padding, output_padding, dilation, rectify, channels)
-        except RuntimeError as e:
-            first = str(e).splitlines()[0] if str(e) else ""
-            if f"cnnaural.{op}: " in first:
-                raise CnnauralError(first[first.index(op):]) from None
-            raise
-    if channels is not None and N and (int(channels.min()) < 0 or int(channels.max()) >= C):
-        raise CnnauralError(f"{op}: channels must lie in [0, {C})")
-    check_indices(indices, unpool_size, op)  # before max_unpool2d reads them: no device assert
-    return reference.unpool_conv_transpose2d(input, indices, weight, bias, unpool_size=unpool_size, stride=stride,
-                                             padding=padding, output_padding=output_padding, dilation=dilation,
-                                             rectify=rectify, channels=channels)
-
-
-def _unpool_conv_out_size(input, weight, unpool_size, stride, padding, output_padding, dilation):
-    return tuple((unpool_size[d] - 1) * stride[d] - 2 * padding[d] + dilation[d] * (weight.shape[2 + d] - 1)
-                 + output_padding[d] + 1 for d in range(2))
+        # read-back, instead of the three a check here would cost)
+        return _native(op, torch.ops.cnnaural.unpool_conv_transpose2d, *args, rectify, channels)
+    _check(op, "check_unpool_conv_transpose2d", *args, channels)
+    if channels is not None and input.shape[0] and (int(channels.min()) < 0 or int(channels.max()) >= indices.shape[1]):
+        raise CnnauralError(f"{op}: channels must lie in [0, {indices.shape[1]})")
+    check_indices(indices, args[4], op)  # before max_unpool2d reads them: no device assert
+    return _reference(op, reference.unpool_conv_transpose2d, *args[:4], unpool_size=args[4], stride=args[5],
+                      padding=args[6], output_padding=args[7], dilation=args[8], rectify=rectify, channels=channels)
 
 
 if _C is not None and hasattr(torch.ops.cnnaural, "unpool_conv_transpose2d"):
-    @torch.library.register_fake("cnnaural::unpool_conv_transpose2d")
-    def _unpool_conv_fake(input, indices, weight, bias, unpool_size, stride, padding, output_padding, dilation,
-                          rectify, channels=None):
-        oh, ow = _unpool_conv_out_size(input, weight, unpool_size, stride, padding, output_padding, dilation)
-        return torch.empty((input.shape[0], weight.shape[1], oh, ow), dtype=input.dtype, device=input.device,
-                           memory_format=torch.channels_last)
-
+    # the Meta (shape) kernel is native: csrc/unpool_conv/unpool_conv_meta.cpp
     def _unpool_conv_setup(ctx, inputs, output):
         input, indices, weight, bias, unpool_size, stride, padding, output_padding, dilation, rectify, channels = inputs
         ctx.save_for_backward(input, indices, weight, channels)
@@ -245,16 +240,7 @@ if _C is not None and hasattr(torch.ops.cnnaural, "unpool_conv_transpose2d"):
 # ---------------------------------------------------------------------------------------------
 # masked_istft
 # ---------------------------------------------------------------------------------------------
-if _C is not None:
-    @torch.library.register_fake("cnnaural::masked_istft")
-    def _masked_istft_fake(stft, gain, n_fft, hop_length, win_length, window, center, length, mode):
-        T = stft.shape[-1]
-        full = n_fft + hop_length * (T - 1)
-        start = n_fft // 2 if center else 0
-        n_out = length if length is not None else (full - n_fft // 2 if center else full) - start
-        return gain.new_empty(gain.shape[0], n_out)
-
-
+# the Meta (shape) kernel is native: csrc/istft/istft_meta.cpp
 _window_cache: dict = {}
 
 
@@ -267,41 +253,6 @@ def _default_window(win_length, dtype, device):
         with torch.inference_mode(False):
             w = _window_cache[key] = torch.ones(win_length, dtype=dtype, device=device)
     return w
-
-
-def _check_masked_istft(stft, gain, n_fft, hop_length, win_length, window, length, mode):
-    """The native kernel's argument checks, for every path, as CnnauralErrors naming the op."""
-    def fail(msg):
-        raise CnnauralError(f"masked_istft: {msg}")
-
-    if mode not in ("mask", "magnitude"):
-        fail(f"mode must be 'mask' or 'magnitude' (got {mode!r})")
-    if not stft.is_complex():
-        fail(f"stft must be complex (torch.stft(..., return_complex=True)), got {stft.dtype}")
-    if stft.dim() not in (2, 3):
-        fail(f"stft must be (F, T) or (N, F, T), got shape {tuple(stft.shape)}")
-    if gain.dim() != 3 or not gain.is_floating_point():
-        fail(f"gain must be real (N, F, T), got {gain.dtype} of shape {tuple(gain.shape)}")
-    if stft.real.dtype != gain.dtype or window.dtype != gain.dtype:
-        fail(f"stft {stft.dtype}, gain {gain.dtype} and window {window.dtype} must share one precision")
-    if not (stft.device == gain.device == window.device):
-        fail(f"stft, gain and window must be on one device (got {stft.device}, {gain.device}, {window.device})")
-    if n_fft <= 0 or hop_length <= 0 or not 0 < win_length <= n_fft or hop_length > win_length:
-        fail(f"need 0 < hop_length <= win_length <= n_fft (got n_fft={n_fft}, hop_length={hop_length}, "
-             f"win_length={win_length})")
-    if window.shape != (win_length,):
-        fail(f"window must be 1-D of size win_length={win_length}, got shape {tuple(window.shape)}")
-    F_, T = stft.shape[-2:]
-    if F_ != n_fft // 2 + 1:
-        fail(f"stft has {F_} frequency bins; a one-sided STFT with n_fft={n_fft} has {n_fft // 2 + 1}")
-    if gain.shape[1:] != (F_, T):
-        fail(f"gain (N, F, T) must match stft's (F, T) = ({F_}, {T}), got {tuple(gain.shape)}")
-    if stft.dim() == 3 and stft.shape[0] not in (1, gain.shape[0]):
-        fail(f"stft batch must be 1 or gain's N={gain.shape[0]}, got {stft.shape[0]}")
-    if T == 0:
-        fail("stft has no frames")
-    if length is not None and length < 0:
-        fail(f"length must be non-negative, got {length}")
 
 
 def masked_istft(stft: torch.Tensor, gain: torch.Tensor, *, n_fft: int, hop_length: int | None = None,
@@ -332,10 +283,14 @@ def masked_istft(stft: torch.Tensor, gain: torch.Tensor, *, n_fft: int, hop_leng
     win_length = n_fft if win_length is None else int(win_length)
     if window is None:
         window = _default_window(win_length, gain.dtype, gain.device)
-    _check_masked_istft(stft, gain, n_fft, hop_length, win_length, window, length, mode)
+    if not isinstance(stft, torch.Tensor) or not isinstance(gain, torch.Tensor):
+        raise CnnauralError("masked_istft: stft and gain must be tensors")
+    if mode not in ("mask", "magnitude"):  # before the reference picks a formula by it
+        raise CnnauralError(f"masked_istft: mode must be 'mask' or 'magnitude', got {mode!r}")
+    args = (stft, gain, n_fft, hop_length, win_length, window, center, length, mode)
     needs_grad = torch.is_grad_enabled() and (gain.requires_grad or stft.requires_grad or window.requires_grad)
     if _use_native("masked_istft", gain.device, needs_grad, gain.dtype):
-        return torch.ops.cnnaural.masked_istft(stft, gain, n_fft, hop_length, win_length, window, center,
-                                               length, mode)
-    return reference.masked_istft(stft, gain, n_fft=n_fft, hop_length=hop_length, win_length=win_length,
-                                  window=window, center=center, length=length, mode=mode)
+        return _native("masked_istft", torch.ops.cnnaural.masked_istft, *args)
+    _check("masked_istft", "check_masked_istft", *args)
+    return _reference("masked_istft", reference.masked_istft, stft, gain, n_fft=n_fft, hop_length=hop_length,
+                      win_length=win_length, window=window, center=center, length=length, mode=mode)

@@ -63,11 +63,12 @@ def combine(stft: torch.Tensor, gain: torch.Tensor, mode: str) -> torch.Tensor:
 def masked_istft(stft, gain, *, n_fft, hop_length=None, win_length=None, window=None, center=True,
                  length=None, mode="mask"):
     """`torch.istft(combine(stft, gain, mode), ...)`: (F, T) or (N|1, F, T) complex, (N, F, T) real -> (N, L)."""
-    if gain.shape[0] == 0 or length == 0:  # torch.istft refuses empty input; the result is just empty
-        hop_length = n_fft // 4 if hop_length is None else hop_length
-        full = n_fft + hop_length * (stft.shape[-1] - 1)
-        n_out = length if length is not None else (full - 2 * (n_fft // 2) if center else full)
-        return gain.new_zeros(gain.shape[0], n_out)
+    if gain.shape[0] == 0:  # torch.istft refuses an empty batch: invert one silent row for the length
+        one = gain.new_zeros(1, *gain.shape[1:])
+        return masked_istft(stft[:1] if stft.dim() == 3 else stft, one, n_fft=n_fft, hop_length=hop_length,
+                            win_length=win_length, window=window, center=center, length=length, mode=mode)[:0]
+    if length == 0:
+        return gain.new_zeros(gain.shape[0], 0)
     y = combine(stft, gain, mode)
     return torch.istft(y, n_fft, hop_length=hop_length, win_length=win_length, window=window,
                        center=center, length=length)
