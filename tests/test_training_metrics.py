@@ -43,3 +43,13 @@ def test_mcnemar_exact_p():
     assert mcnemar_p(3, 3) == 1.0
     # b=1, c=7: 2 * P(X <= 1), X ~ Bin(8, 1/2) = 2 * 9/256
     assert mcnemar_p(1, 7) == pytest.approx(18 / 256)
+
+
+@pytest.mark.parametrize("b, c", [(0, 1), (2, 9), (4, 5), (10, 3), (17, 30)])
+def test_mcnemar_p_is_the_doubled_binomial_tail(b, c):
+    """scipy's binomtest against the definition: twice the smaller tail of Binomial(b + c, 1/2)."""
+    import math
+
+    n, k = b + c, min(b, c)
+    want = min(1.0, 2 * sum(math.comb(n, j) for j in range(k + 1)) / 2 ** n)
+    assert mcnemar_p(b, c) == pytest.approx(want, rel=1e-12)

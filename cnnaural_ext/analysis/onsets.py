@@ -37,7 +37,10 @@ def onset_strength(audio: torch.Tensor, sample_rate: int, n_fft: int = 1024, hop
 def pick_peaks(envelope: np.ndarray, frame_rate: float, *, window: float = 0.05, mean_window: float = 0.1,
                delta: float = 0.07, min_gap: float = 0.03) -> np.ndarray:
     """Onset times (s) from an envelope: local maxima within +-window that exceed the local mean
-    (+-mean_window) by delta (relative to the envelope's maximum), at least min_gap apart."""
+    (+-mean_window) by delta (relative to the envelope's maximum), at least min_gap apart.
+
+    The rule of librosa.util.peak_pick (Böck et al. 2012), written here in a few numpy lines
+    rather than taking librosa (and numba with it) as a dependency for one function."""
     env = np.asarray(envelope, dtype=np.float64)
     if env.size == 0 or env.max() <= 0:
         return np.zeros(0)

@@ -1,4 +1,5 @@
-"""The `cnnaural` command: info | auralise | report | filters | onsets | selectivity | dataset | train | crossval.
+"""The `cnnaural` command: info | auralise | report | filters | onsets | selectivity | catalogue | dataset |
+train | crossval.
 
 One module per command group parses its arguments, calls the library and prints. User errors
 (missing or unreadable audio, a layer or feature out of range, a model the deconvnet cannot
@@ -10,7 +11,7 @@ import argparse
 import sys
 
 from ..errors import CnnauralError
-from . import analysis, auralise, corpus, training
+from . import analysis, auralise, catalogue, corpus, training
 
 EPILOG = """examples:
   cnnaural info
@@ -20,13 +21,15 @@ EPILOG = """examples:
   cnnaural report song.ogg --figures --data data/corpus --out gallery/
   cnnaural onsets --out out/onsets
   cnnaural selectivity data/corpus --out out/selectivity
+  cnnaural catalogue music/ --out cat/ --layers 1,5 --features top:3
+  cnnaural catalogue --status cat/
   cnnaural filters --out filters.png
   cnnaural dataset data/corpus
   cnnaural train data/corpus --out model.pt
 """
 
 #: the command groups, in the order `cnnaural --help` lists their commands
-COMMAND_GROUPS = (auralise, analysis, corpus, training)
+COMMAND_GROUPS = (auralise, analysis, corpus, training, catalogue)
 
 
 def build_parser() -> argparse.ArgumentParser:

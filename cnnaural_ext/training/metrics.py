@@ -5,8 +5,6 @@ Confusion matrices have the true class on the rows, the predicted class on the c
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 
@@ -76,10 +74,9 @@ def score_tracks(probs, track_index, tracks, labels, classes) -> dict:
 
 
 def mcnemar_p(b: int, c: int) -> float:
-    """Exact two-sided McNemar p-value for b and c discordant pairs (binomial, p = 1/2)."""
+    """Exact two-sided McNemar p-value for b and c discordant pairs: scipy's exact binomial test
+    of min(b, c) successes in b + c trials at p = 1/2."""
+    from scipy.stats import binomtest
+
     n = b + c
-    if n == 0:
-        return 1.0
-    k = min(b, c)
-    tail = sum(math.comb(n, j) for j in range(k + 1)) / 2.0 ** n
-    return float(min(1.0, 2.0 * tail))
+    return 1.0 if n == 0 else float(binomtest(min(b, c), n, 0.5).pvalue)

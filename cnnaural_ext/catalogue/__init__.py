@@ -1,0 +1,31 @@
+"""Catalogues: auralise thousands of tracks resumably, sharded, and tabulate every feature.
+
+`run_catalogue(SRC, OUT, ...)` (the local engine; `cnnaural catalogue` is a thin shell over it)
+writes, every file atomically:
+
+- ``OUT/config.json``: the config and its fingerprint (`config`); another config on the same OUT
+  is refused;
+- ``OUT/manifest.parquet``: one row per input (`sources`): id (a hash of the path relative to
+  SRC), relative_path, folder, size, mtime, shard, n_shards;
+- ``OUT/audio/<relative path without extension>/``: what `Auraliser.auralise_file` writes for
+  the excerpt (original.flac, layer<L>_feature<kkk>.flac, manifest.json; PNGs with figures);
+- ``OUT/activations/part-<run>-<nnnn>.parquet``: per (track, layer, feature), every feature of
+  every chosen layer over the whole track (`activations`); read them with `read_activations`;
+- ``OUT/ledger/<run>.jsonl``: one row per track attempt (`ledger`); a track's latest row is its
+  state, ok only once its files and activation rows are on disk.
+
+A rerun skips what is done, `retry_failed` redoes errors, `shard=(i, N)` takes a disjoint slice,
+a lock per shard refuses a concurrent run on the same shard. `status(OUT)` says where it stands.
+
+Needs pyarrow (``pip install cnnaural_ext[catalogue]``), imported only when used.
+"""
+from .activations import DEFAULT_WINDOW, read_activations
+from .config import fingerprint
+from .engine import run_catalogue, summary_line
+from .ledger import latest_states, read_rows
+from .sources import parse_shard, read_manifest, shard_of, track_id, walk_source
+from .summary import format_status, status
+
+__all__ = ["DEFAULT_WINDOW", "fingerprint", "format_status", "latest_states", "parse_shard", "read_activations",
+           "read_manifest", "read_rows", "run_catalogue", "shard_of", "status", "summary_line", "track_id",
+           "walk_source"]

@@ -1,0 +1,164 @@
+"""The activation table: one row per (track, layer, feature) for every feature of every chosen
+layer, from ONE forward pass over the whole track (not the auralised excerpt).
+
+Columns: id, relative_path, layer, feature, mean, max (over the whole (h, w) map), max_time (the
+time in seconds of the map column holding the max), active (fraction of positions > 0),
+window_max (list: the max of each consecutive window of `window` seconds, default 4; the last
+window may be shorter), duration (the track's seconds), run.
+
+Times: the layer's map has w columns for the input's T STFT frames; column c starts at frame
+c * T / w (the layer's time stride, T / w frames, is the product of the pool strides for the
+paper's 'same' convolutions), i.e. at c * (T / w) * hop / sample_rate seconds.
+
+Durability: rows are kept in memory and written as one Parquet part file per flush
+(``OUT/activations/part-<run>-<nnnn>.parquet``, fsync'd, then renamed into place); only after
+that are the ok ledger rows of those tracks appended, each naming its part. So an ok track's rows
+are always on disk. A kill between the rename and the ledger append leaves rows no ok row names;
+`read_activations` keeps only the rows of each track's latest ok row's part, so such orphans (and
+rows of tracks later redone) never show up twice.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+from ..errors import CnnauralError
+
+DEFAULT_WINDOW = 4.0
+
+
+def layer_rows(act: torch.Tensor, layer: int, n_frames: int, *, hop_length: int, sample_rate: int,
+               window: float = DEFAULT_WINDOW) -> dict:
+    """Columns for every feature of one layer's output `act` (C, h, w) of an input of n_frames.
+
+    Returns:
+        a dict of lists (one entry per feature): layer, feature, mean, max, max_time, active, window_max.
+    """
+    C, h, w = act.shape
+    flat = act.reshape(C, -1).float()
+    amax, pos = flat.max(dim=1)
+    sec_per_col = (n_frames / w) * hop_length / sample_rate
+    col = pos % w
+    colmax = act.float().amax(dim=1)  # (C, w)
+    n_win = max(1, math.ceil(n_frames * hop_length / sample_rate / window - 1e-9))
+    win_of_col = torch.clamp((torch.arange(w, device=act.device) * sec_per_col / window).floor().long(), max=n_win - 1)
+    wmax = torch.full((C, n_win), float("nan"), device=act.device)
+    wmax = wmax.scatter_reduce(1, win_of_col.expand(C, w), colmax, reduce="amax", include_self=False)
+    stats = torch.stack([flat.mean(dim=1), amax, col.float(), (flat > 0).float().mean(dim=1)], 1).cpu().tolist()
+    return {"layer": [int(layer)] * C, "feature": list(range(C)),
+            "mean": [s[0] for s in stats], "max": [s[1] for s in stats],
+            "max_time": [int(s[2]) * sec_per_col for s in stats],
+            "active": [s[3] for s in stats], "window_max": wmax.cpu().tolist()}
+
+
+def track_rows(auraliser, wave: torch.Tensor, layers: list, window: float = DEFAULT_WINDOW) -> dict:
+    """The activation columns of one whole track (n,) for `layers`: one STFT, one forward pass."""
+    spec, dn = auraliser.spectrogram, auraliser.deconvnet
+    _, S = spec(wave.to(auraliser.device, torch.float32))
+    rec = dn.record(S[None, None], max(layers))
+    cols: dict = {}
+    for layer in layers:
+        part = layer_rows(dn.activation(rec, layer)[0], layer, S.shape[-1], hop_length=spec.hop_length,
+                          sample_rate=spec.sample_rate, window=window)
+        for k, v in part.items():
+            cols.setdefault(k, []).extend(v)
+    return cols
+
+
+def min_frames(auraliser, layer: int, limit: int = 1 << 16) -> int:
+    """The fewest STFT frames the model takes up to `layer` and still gives a map of width >= 1."""
+    dn, n_bins = auraliser.deconvnet, auraliser.spectrogram.n_bins
+
+    def fits(t):
+        try:
+            x = torch.zeros(1, 1, n_bins, t, device=auraliser.device)
+            return dn.activations(x, layer).shape[-1] >= 1
+        except (CnnauralError, RuntimeError):
+            return False
+
+    hi = 1
+    while not fits(hi):
+        hi *= 2
+        if hi > limit:
+            raise CnnauralError(f"the model does not take this Spectrogram's input ({n_bins} bins) up to layer {layer}")
+    lo = hi // 2  # does not fit (or 0)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if fits(mid) else (mid, hi)
+    return hi
+
+
+class PartWriter:
+    """Collects the rows of tracks and writes them as one Parquet part per flush."""
+
+    def __init__(self, out, run: str):
+        self.dir = Path(out) / "activations"
+        self.run = run
+        self.seq = 0
+        self.cols: dict = {}
+        self.n_tracks = 0
+
+    def add(self, track, cols: dict, duration: float) -> None:
+        n = len(cols["feature"])
+        extra = {"id": [track.id] * n, "relative_path": [track.relative_path] * n, "duration": [duration] * n}
+        for k, v in {**extra, **cols}.items():
+            self.cols.setdefault(k, []).extend(v)
+        self.n_tracks += 1
+
+    def flush(self) -> str | None:
+        """Write the collected rows (durably) and return the part's file name; None if empty."""
+        if not self.n_tracks:
+            return None
+        from .tables import write_parquet
+
+        name = f"part-{self.run}-{self.seq:04d}.parquet"
+        write_parquet(self.dir / name, activation_table(self.cols, self.run), fsync=True)
+        self.seq += 1
+        self.cols, self.n_tracks = {}, 0
+        return name
+
+
+def activation_table(cols: dict, run: str):
+    from .tables import import_pyarrow
+
+    pa, _ = import_pyarrow()
+    n = len(cols.get("id", []))
+    return pa.table({
+        "id": pa.array(cols.get("id", []), pa.string()),
+        "relative_path": pa.array(cols.get("relative_path", []), pa.string()),
+        "layer": pa.array(cols.get("layer", []), pa.int32()),
+        "feature": pa.array(cols.get("feature", []), pa.int32()),
+        "mean": pa.array(cols.get("mean", []), pa.float32()),
+        "max": pa.array(cols.get("max", []), pa.float32()),
+        "max_time": pa.array(cols.get("max_time", []), pa.float64()),
+        "active": pa.array(cols.get("active", []), pa.float32()),
+        "window_max": pa.array(cols.get("window_max", []), pa.list_(pa.float32())),
+        "duration": pa.array(cols.get("duration", []), pa.float64()),
+        "run": pa.array([run] * n, pa.string()),
+    })
+
+
+def read_activations(out):
+    """The activation table of OUT as one pyarrow Table: the rows of each track's latest ok
+    ledger row's part only (no orphans, no duplicates), sorted by id, layer, feature."""
+    from .ledger import latest_states
+    from .tables import import_pyarrow, read_parquet
+
+    pa, _ = import_pyarrow()
+    import pyarrow.compute as pc
+
+    keep: dict = {}
+    for row in latest_states(out).values():
+        if row["status"] == "ok" and row.get("part"):
+            keep.setdefault(row["part"], set()).add(row["id"])
+    tables = []
+    for part, ids in sorted(keep.items()):
+        t = read_parquet(Path(out) / "activations" / part)
+        mask = pc.is_in(t["id"], value_set=pa.array(sorted(ids), pa.string()))
+        tables.append(t.filter(mask))
+    if not tables:
+        return activation_table({}, "")
+    t = pa.concat_tables(tables)
+    return t.sort_by([("id", "ascending"), ("layer", "ascending"), ("feature", "ascending")])

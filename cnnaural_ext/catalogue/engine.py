@@ -1,0 +1,237 @@
+"""The local engine: `run_catalogue`, resumable and sharded, decode in worker processes.
+
+One run: check the request; walk SRC; under the config lock check (or write) config.json and
+write manifest.parquet; take the shard lock; plan (this shard's tracks minus those whose latest
+row under this config is ok or skipped, and minus error rows unless `retry_failed`); then, in
+manifest order, with decoding running ahead in worker processes (`decode.Decoder`), per track:
+
+1. a decode failure, or non-finite samples -> an ``error`` row; a silent track (peak below
+   `SILENCE`), one too short for the model up to the deepest chosen layer, or whose excerpt is
+   -> a ``skipped`` row with the reason;
+2. the activation rows of the whole track (`activations.track_rows`: one forward pass);
+3. `Auraliser.auralise_file` on the excerpt into ``OUT/audio/<folder>/`` (every file atomically,
+   manifest.json last);
+4. the rows are kept until the next flush, which writes them as one Parquet part (fsync'd) and
+   then appends the tracks' ``ok`` rows (so an ok track has every file and row in place).
+
+Any other exception while processing a track becomes that track's ``error`` row and the run goes
+on; `max_failures` errors stop it early. Temporary files a killed run left in a track's folder
+are removed when the track is redone.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from ..errors import CnnauralError
+from .activations import DEFAULT_WINDOW, PartWriter, min_frames, track_rows
+from .config import catalogue_config, check_or_write_config
+from .decode import Decoder
+from .ledger import Ledger, config_lock, latest_states, new_run_id, shard_lock
+from .sources import parse_shard, shard_of, walk_source, write_manifest
+
+#: peak magnitude under which a track counts as silent (-100 dBFS)
+SILENCE = 1e-5
+#: seconds between flushes of the activation rows, whatever `flush_every` says
+FLUSH_SECONDS = 60.0
+
+
+class Skip(Exception):
+    """A track that is fine but has nothing to auralise (silent, too short): a `skipped` row."""
+
+
+def run_catalogue(src, out, *, auraliser=None, model=None, layers=1, features="top:3", offset: float = 0.0,
+                  duration: float | None = 4.0, mode: str = "mask", phase: str = "original", seed: str = "map",
+                  normalize: bool = True, audio_format: str = "flac", subtype: str = "PCM_16", figures: bool = False,
+                  window: float = DEFAULT_WINDOW, workers: int | None = None, shard=None, retry_failed: bool = False,
+                  max_failures: int | None = None, device="cpu", progress: bool = True, flush_every: int = 32) -> dict:
+    """Auralise a catalogue and tabulate its activations into OUT, resumably (see the package docstring).
+
+    Args:
+        src: a folder (walked recursively) or a text file of paths.
+        out: the catalogue folder (created).
+        auraliser: an `Auraliser` to use; else `model` (a checkpoint path) or the shipped model, on `device`.
+        layers, features: what to auralise per track (features per layer: "top:K" | "all" | [k, ...]);
+            the activation table holds every feature of every chosen layer.
+        offset, duration: the auralised excerpt in seconds (duration None or <= 0: to the end).
+        mode, phase, seed, normalize, audio_format, subtype, figures: as `Auraliser.auralise_file`.
+        window: seconds per window of the activation table's per-window maxima.
+        workers: decoding processes (default min(4, cores); 0 decodes in this process).
+        shard: "i/N" or (i, N); default from SLURM_ARRAY_TASK_ID/COUNT, else 0/1.
+        retry_failed: also redo tracks whose latest row is an error.
+        max_failures: stop after this many errors in this run.
+        progress: show a progress bar on stderr.
+        flush_every: tracks per activation part file (also flushed every FLUSH_SECONDS).
+
+    Returns:
+        the summary dict: ok, error, skipped (this run), seconds, tracks (this shard), already_done,
+        earlier_errors (not retried), pending (left after this run), stopped_early, shard, run, out.
+    """
+    from ..auralise import Auraliser
+
+    if auraliser is None:
+        auraliser = Auraliser.from_checkpoint(model, device=device) if model else Auraliser.pretrained(device=device)
+    req = dict(features=features, offset=float(offset), duration=duration if duration and duration > 0 else None,
+               mode=mode, phase=phase, seed=seed, normalize=normalize, audio_format=audio_format, subtype=subtype,
+               figures=figures)
+    layers = auraliser.check_file_request(layers=layers, **req)
+    _check_options(layers, req, window, max_failures, flush_every, audio_format, subtype)
+    shard = parse_shard(shard)
+    tracks = walk_source(src)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    config = catalogue_config(auraliser, layers=layers, window=window, **req)
+    with config_lock(out).acquire(blocking=True):
+        fp = check_or_write_config(out, config, str(auraliser.source))
+        write_manifest(out, tracks, shard[1])
+    lock = shard_lock(out, shard).acquire()
+    try:
+        return _run(auraliser, tracks, out, shard, fp, layers, req, window, workers=workers, retry_failed=retry_failed,
+                    max_failures=max_failures, progress=progress, flush_every=flush_every)
+    finally:
+        lock.release()
+
+
+def _check_options(layers, req, window, max_failures, flush_every, audio_format, subtype):
+    if "output" in layers:
+        raise CnnauralError("catalogues auralise conv layers only (not 'output')")
+    if req["offset"] < 0:
+        raise CnnauralError(f"--offset must be >= 0 (got {req['offset']:g})")
+    if not window > 0:
+        raise CnnauralError(f"the activation window must be positive (got {window})")
+    if max_failures is not None and max_failures < 1:
+        raise CnnauralError(f"--max-failures must be >= 1 (got {max_failures})")
+    if flush_every < 1:
+        raise CnnauralError(f"--flush-every must be >= 1 (got {flush_every})")
+    from ..io.audio import AUDIO_FORMATS
+
+    if subtype not in AUDIO_FORMATS[f".{audio_format}"][1]:
+        raise CnnauralError(f"{audio_format} files take the sample formats "
+                            f"{', '.join(AUDIO_FORMATS[f'.{audio_format}'][1])} (got {subtype!r})")
+
+
+def plan(out, tracks, shard, fp, retry_failed):
+    """(this shard's tracks to do, already done (ok or skipped), earlier errors not retried, shard size)."""
+    states = latest_states(out, fp)
+    mine = [t for t in tracks if shard_of(t.id, shard[1]) == shard[0]]
+    todo, done, errors = [], 0, 0
+    for t in mine:
+        st = states.get(t.id, {}).get("status")
+        if st in ("ok", "skipped"):
+            done += 1
+        elif st == "error" and not retry_failed:
+            errors += 1
+        else:
+            todo.append(t)
+    return todo, done, errors, len(mine)
+
+
+def _run(aur, tracks, out, shard, fp, layers, req, window, *, workers, retry_failed, max_failures, progress,
+         flush_every):
+    from tqdm import tqdm
+
+    from ..io.console import report
+
+    t_start = time.perf_counter()
+    run = new_run_id(shard)
+    _clean_temporaries(out / "activations", f".part-*-s{shard[0]}of{shard[1]}-*")
+    todo, done, old_errors, n_mine = plan(out, tracks, shard, fp, retry_failed)
+    need = min_frames(aur, max(layers))
+    ledger, parts = Ledger(out, run, fp), PartWriter(out, run)
+    counts = {"ok": 0, "error": 0, "skipped": 0}
+    waiting, last_flush, stopped = [], time.monotonic(), False
+    bar = tqdm(total=len(todo), desc=f"catalogue {shard[0]}/{shard[1]}", unit="track", leave=False,
+               disable=not progress)
+
+    def flush():
+        nonlocal waiting, last_flush
+        part = parts.flush()
+        ledger.append([{**row, "part": part} for row in waiting])
+        waiting, last_flush = [], time.monotonic()
+
+    try:
+        for t, wave, err, dsec in Decoder(aur.sample_rate, workers).decode_all(todo):
+            t0 = time.perf_counter()
+            status, row_kw = _one_track(aur, t, wave, err, out, layers, req, window, need, parts)
+            counts[status] += 1
+            row = ledger.row(t, status, seconds=dsec + time.perf_counter() - t0, **row_kw)
+            if status == "ok":
+                waiting.append(row)
+                if len(waiting) >= flush_every or time.monotonic() - last_flush > FLUSH_SECONDS:
+                    flush()
+            else:
+                ledger.append(row)
+            bar.update(1)
+            bar.set_postfix(failures=counts["error"], refresh=False)
+            if max_failures is not None and counts["error"] >= max_failures:
+                stopped = True
+                break
+    finally:
+        flush()
+        ledger.close()
+        bar.close()
+    seconds = time.perf_counter() - t_start
+    summary = dict(counts, seconds=round(seconds, 3), tracks=n_mine, already_done=done, earlier_errors=old_errors,
+                   pending=len(todo) - sum(counts.values()), stopped_early=stopped, shard=f"{shard[0]}/{shard[1]}",
+                   run=run, out=str(out))
+    report(summary_line(summary))
+    return summary
+
+
+def summary_line(s: dict) -> str:
+    """One line: ok / error / skipped / seconds, and what was done before or is left."""
+    extra = [f"{s['already_done']} done before"] if s["already_done"] else []
+    if s["earlier_errors"]:
+        extra.append(f"{s['earlier_errors']} earlier errors not retried (--retry-failed)")
+    if s["stopped_early"]:
+        extra.append(f"stopped after {s['error']} failures, {s['pending']} left")
+    tail = f" ({'; '.join(extra)})" if extra else ""
+    return (f"catalogue {s['out']} shard {s['shard']}: {s['ok']} ok, {s['error']} error, {s['skipped']} skipped "
+            f"in {s['seconds']:.1f} s{tail}")
+
+
+def _one_track(aur, t, wave, err, out, layers, req, window, need, parts):
+    """Process one decoded track: (status, ledger row keywords); ok tracks' rows go to `parts`."""
+    if err is not None:
+        return "error", {"error_type": err[0], "message": err[1]}
+    try:
+        cols, seconds = _auralise_track(aur, t, wave, out, layers, req, window, need)
+    except Skip as e:
+        return "skipped", {"message": str(e)}
+    except Exception as e:  # one bad track is one error row; the run goes on
+        return "error", {"error_type": type(e).__name__, "message": (str(e) or repr(e)).splitlines()[0]}
+    parts.add(t, cols, seconds)
+    return "ok", {}
+
+
+def _auralise_track(aur, t, wave, out, layers, req, window, need):
+    spec, sr = aur.spectrogram, aur.sample_rate
+    n = int(wave.shape[0])
+    if not bool(torch.isfinite(wave).all()):
+        raise CnnauralError("the audio holds non-finite samples (NaN or infinity)")
+    if float(wave.abs().max()) < SILENCE:
+        raise Skip("silent (peak below -100 dBFS)")
+    if spec.n_frames(n) < need:
+        raise Skip(f"too short: {n / sr:.3f} s; the model needs {need} frames "
+                   f"(about {(need - 1) * spec.hop_length / sr:.2f} s) up to layer {max(layers)}")
+    start = int(round(req["offset"] * sr))
+    if start >= n:
+        raise Skip(f"shorter ({n / sr:.2f} s) than the offset {req['offset']:g} s")
+    stop = n if req["duration"] is None else min(n, start + int(round(req["duration"] * sr)))
+    if spec.n_frames(stop - start) < need:
+        raise Skip(f"the excerpt at {req['offset']:g} s is too short ({(stop - start) / sr:.3f} s) for the model")
+    cols = track_rows(aur, wave, layers, window)
+    folder = out / "audio" / t.folder
+    _clean_temporaries(folder, ".*.part.*")
+    aur.auralise_file(wave, folder, layers=layers, name=t.relative_path, **req)
+    return cols, n / sr
+
+
+def _clean_temporaries(folder: Path, pattern: str) -> None:
+    """Remove what a killed atomic_write left in `folder` (only ever this shard's own files)."""
+    if folder.is_dir():
+        for p in folder.glob(pattern):
+            if p.is_file():
+                p.unlink(missing_ok=True)

@@ -1,0 +1,66 @@
+"""`cnnaural catalogue`: auralise a whole catalogue resumably, or say where one stands."""
+from __future__ import annotations
+
+from ..errors import CnnauralError
+from .common import add_model, load_auraliser
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "catalogue", help="auralise a folder or list of tracks resumably into one catalogue (or --status OUT)",
+        description="For every audio file under SRC (a folder, walked recursively, or a text file of paths) write "
+        "OUT/audio/<relative path>/ (the excerpt's clips, as `auralise` writes them), one row per (track, layer, "
+        "feature) for every feature of the chosen layers over the whole track in OUT/activations/*.parquet, "
+        "OUT/manifest.parquet and a ledger of every attempt in OUT/ledger/. A rerun continues where the last one "
+        "stopped; bad files become error rows and the run goes on. Exit status 1 when tracks failed, 2 for "
+        "usage errors.")
+    p.add_argument("src", nargs="?", metavar="SRC", help="folder of audio files, or a text file of paths")
+    p.add_argument("--out", metavar="OUT", help="the catalogue folder")
+    p.add_argument("--status", metavar="OUT", help="print where the catalogue OUT stands and exit")
+    add_model(p)
+    p.add_argument("--layers", default="1", help="1-based conv layer(s), comma-separated, or 'all' (default 1)")
+    p.add_argument("--features", default="top:3",
+                   help="features auralised per layer: '0,7' | 'all' | 'top:K' (default top:3); the activation "
+                   "table always holds every feature")
+    p.add_argument("--offset", type=float, default=0.0, help="start of the auralised excerpt, seconds (default 0)")
+    p.add_argument("--duration", type=float, default=4.0,
+                   help="seconds auralised per track (default 4; 0 = to the end); activations cover the whole track")
+    p.add_argument("--mode", choices=["mask", "magnitude"], default="mask", help="as `auralise` (default mask)")
+    p.add_argument("--phase", choices=["original", "griffinlim"], default="original",
+                   help="as `auralise` (default original)")
+    p.add_argument("--seed", choices=["map", "max"], default="map", help="as `auralise` (default map)")
+    p.add_argument("--no-normalize", action="store_true", help="do not peak-normalise the clips")
+    p.add_argument("--format", choices=["flac", "wav"], default="flac", help="audio files to write (default flac)")
+    p.add_argument("--subtype", choices=["PCM_16", "PCM_24", "FLOAT"], default="PCM_16",
+                   help="sample format (default PCM_16; FLOAT is wav only)")
+    p.add_argument("--figures", action="store_true", help="also write the deconvolved maps and a figure per layer")
+    p.add_argument("--window", type=float, default=4.0,
+                   help="seconds per window of the activation table's per-window maxima (default 4)")
+    p.add_argument("--workers", type=int, default=None, help="decoding processes (default min(4, cores); 0: none)")
+    p.add_argument("--shard", default=None, metavar="i/N",
+                   help="do shard i of N (default: from SLURM_ARRAY_TASK_ID/COUNT when set, else 0/1)")
+    p.add_argument("--retry-failed", action="store_true", help="redo tracks whose last attempt failed")
+    p.add_argument("--max-failures", type=int, default=None, metavar="N", help="stop after N failures")
+    p.add_argument("--flush-every", type=int, default=32, metavar="N",
+                   help="tracks per activation part file; fewer redo less after a kill (default 32)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_catalogue)
+
+
+def cmd_catalogue(args) -> int:
+    from ..catalogue import format_status, run_catalogue, status
+
+    if args.status:
+        if args.src or args.out:
+            raise CnnauralError("--status OUT takes no SRC and no --out")
+        print(format_status(status(args.status)))
+        return 0
+    if not args.src or not args.out:
+        raise CnnauralError("catalogue needs SRC and --out OUT (or --status OUT)")
+    summary = run_catalogue(
+        args.src, args.out, auraliser=load_auraliser(args), layers=args.layers, features=args.features,
+        offset=args.offset, duration=args.duration, mode=args.mode, phase=args.phase, seed=args.seed,
+        normalize=not args.no_normalize, audio_format=args.format, subtype=args.subtype, figures=args.figures,
+        window=args.window, workers=args.workers, shard=args.shard, retry_failed=args.retry_failed,
+        max_failures=args.max_failures, progress=not args.no_progress, flush_every=args.flush_every)
+    return 1 if summary["error"] else 0
