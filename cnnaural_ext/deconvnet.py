@@ -180,9 +180,20 @@ class DeconvNet:
             raise CnnauralError(f"DeconvNet expects inputs of shape (B, C, F, T), got {tuple(x.shape)}")
         return self._forward(x, self._end_step(layer), None)
 
-    def _forward(self, x, end, rec):
+    @torch.no_grad()
+    def layer_outputs(self, x: torch.Tensor, layers) -> dict:
+        """The outputs of several layers for a batch x (B, C_in, F', T) from one forward pass,
+        without recording switches (so a long track costs its activations only): {layer: output}."""
+        if x.dim() != 4:
+            raise CnnauralError(f"DeconvNet expects inputs of shape (B, C, F, T), got {tuple(x.shape)}")
+        steps = {self._end_step(layer): layer for layer in layers}
+        kept: dict = {}
+        self._forward(x, max(steps), None, keep=lambda i, y: kept.__setitem__(steps[i], y) if i in steps else None)
+        return {layer: kept[layer] for layer in layers}
+
+    def _forward(self, x, end, rec, keep=None):
         """Run steps 0..end as the model would in eval mode; record shapes, switches and layer
-        outputs into `rec` when given."""
+        outputs into `rec` when given; call keep(step, output) after every step when given."""
         ends = set(self._layer_end)
         for i, st in enumerate(self.steps[:end + 1]):
             m = st.module
@@ -206,6 +217,8 @@ class DeconvNet:
                                         f"{str(e).splitlines()[0]}") from None
             if rec is not None and (i in ends or i == end):
                 rec.outputs[i] = x
+            if keep is not None:
+                keep(i, x)
         return x
 
     def activation(self, rec: Recording, layer) -> torch.Tensor:

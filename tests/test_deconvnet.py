@@ -292,3 +292,14 @@ def test_skip_connection_is_refused():
 
     with pytest.raises(ca.CnnauralError, match="chain of layers"):
         ca.DeconvNet(Res())
+
+
+def test_layer_outputs_equal_the_recorded_activations():
+    model = ca.models.paper_cnn5(n_classes=3, width=[4, 5, 6, 5, 4], input_shape=(64, 48), dense=(8,)).eval()
+    dn = ca.DeconvNet(model)
+    x = torch.randn(1, 1, 64, 48)
+    rec = dn.record(x, 5)
+    got = dn.layer_outputs(x, [5, 2])
+    assert list(got) == [5, 2]
+    for layer in (2, 5):
+        torch.testing.assert_close(got[layer], dn.activation(rec, layer))

@@ -57,10 +57,10 @@ def track_rows(auraliser, wave: torch.Tensor, layers: list, window: float = DEFA
     """The activation columns of one whole track (n,) for `layers`: one STFT, one forward pass."""
     spec, dn = auraliser.spectrogram, auraliser.deconvnet
     _, S = spec(wave.to(auraliser.device, torch.float32))
-    rec = dn.record(S[None, None], max(layers))
+    outputs = dn.layer_outputs(S[None, None], layers)  # no switches: the table needs none
     cols: dict = {}
     for layer in layers:
-        part = layer_rows(dn.activation(rec, layer)[0], layer, S.shape[-1], hop_length=spec.hop_length,
+        part = layer_rows(outputs[layer][0], layer, S.shape[-1], hop_length=spec.hop_length,
                           sample_rate=spec.sample_rate, window=window)
         for k, v in part.items():
             cols.setdefault(k, []).extend(v)
