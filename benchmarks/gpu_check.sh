@@ -55,13 +55,13 @@ EOF
 
 # 2. tests: every op on every device against the reference, gradcheck, opcheck, bad indices
 echo "== tests (log: $out/gpu_tests.log)"
-tests=(tests/test_native_kernels.py tests/test_ops.py tests/test_deconvnet.py)
+tests=(tests/test_istft.py tests/test_unpool_conv.py tests/test_unpool_conv_native.py tests/test_deconvnet.py)
 status=0
 "$PY" -m pytest -q -p no:cacheprovider -rs "${tests[@]}" 2>&1 | tee "$out/gpu_tests.log" || status=$?
 if [[ "${SANITIZE:-0}" == 1 ]]; then
   echo "== compute-sanitizer memcheck on the CUDA kernel tests"
   compute-sanitizer --tool memcheck --error-exitcode 9 "$PY" -m pytest -q -p no:cacheprovider \
-    tests/test_native_kernels.py -k cuda 2>&1 | tail -n 30 || status=$?
+    tests/test_unpool_conv_native.py tests/test_istft.py -k cuda 2>&1 | tail -n 30 || status=$?
 fi
 
 # 3. benchmarks, even when a test failed (the log says which)
