@@ -270,30 +270,6 @@ def test_bad_requests_give_clear_errors(bad, msg):
         dn.deconvolve(torch.rand(1, 1, 64, 48), **kw)
 
 
-@pytest.mark.parametrize("model, msg", [
-    (nn.Sequential(nn.Conv2d(1, 2, 3), nn.Sigmoid()), r"'1' \(Sigmoid\)"),
-    (nn.Sequential(nn.Conv2d(1, 2, 3), nn.AvgPool2d(2)), "AvgPool2d"),
-    (nn.Sequential(nn.Conv2d(2, 4, 3, groups=2)), "grouped convolution"),
-    (nn.Sequential(nn.Linear(3, 3)), "no Conv2d"),
-])
-def test_unsupported_models_name_the_module(model, msg):
-    with pytest.raises(ca.CnnauralError, match=msg):
-        ca.DeconvNet(model)
-
-
-def test_skip_connection_is_refused():
-    class Res(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.c = nn.Conv2d(1, 1, 3, padding=1)
-
-        def forward(self, x):
-            return x + self.c(x)
-
-    with pytest.raises(ca.CnnauralError, match="chain of layers"):
-        ca.DeconvNet(Res())
-
-
 def test_layer_outputs_equal_the_recorded_activations():
     model = ca.models.paper_cnn5(n_classes=3, width=[4, 5, 6, 5, 4], input_shape=(64, 48), dense=(8,)).eval()
     dn = ca.DeconvNet(model)
