@@ -4,13 +4,14 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
-.PHONY: help venv build data browser demo test test-all cpp-test bench clean
+.PHONY: help venv build data browser demo test test-all cpp-test bench bench-catalogue clean
 
 help:
 	@echo "make demo      set everything up, auralise real music with the shipped model (out/demo)"
 	@echo "make test      set everything up and run the test suite (what CI runs)"
 	@echo "make test-all  the test suite including the slow tests"
 	@echo "make bench     benchmarks of the native ops against the pure-PyTorch reference"
+	@echo "make bench-catalogue  catalogue throughput: naive loop, library loop, local and Ray engines"
 	@echo "make cpp-test  build csrc/ with CMake and run the C++ tests (ctest)"
 
 $(VENV)/.deps: requirements-dev.txt
@@ -51,6 +52,9 @@ cpp-test: venv
 bench: build
 	$(PY) benchmarks/bench_kernels.py --out benchmarks/results
 	$(PY) benchmarks/bench_reference.py --out benchmarks/results
+
+bench-catalogue: build data
+	$(PY) benchmarks/bench_catalogue.py --out benchmarks/results
 
 clean:
 	rm -rf build out *.egg-info cnnaural_ext/_C*.so

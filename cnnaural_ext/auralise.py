@@ -361,6 +361,7 @@ def _write_layer(res: AuralisationResult, out: Path, label: str, spec: Spectrogr
         save_audio(out / f"{stem}.{audio_format}", res.audio[row], sr, subtype=subtype)
         if figures:
             fig.save_map(out / f"{stem}.png", res.maps[row], sample_rate=sr, hop_length=spec.hop_length,
+                         frequencies=fig.input_frequencies(spec),
                          title=f"{label}: deconvolved, layer {res.layer}, feature {k}")
         items.append({"layer": res.layer, "feature": k, "audio": f"{stem}.{audio_format}",
                       "image": f"{stem}.png" if figures else None, **res.stats[row]})

@@ -1,7 +1,7 @@
-"""The listening gallery in a real headless browser (Debian chromium + chromium-driver, installed
-by scripts/install_browser.sh): it loads without console errors, every image (the figure and
-analysis sections' included) loads, every audio element has a source the browser can play, and
-names from user data (a track, a class folder) show as text."""
+"""The listening gallery and the feature atlas in a real headless browser (Debian chromium +
+chromium-driver, installed by scripts/install_browser.sh): they load without console errors,
+every image (the figure and analysis sections' included) loads, every audio element has a source
+the browser can play, and names from user data (a track, a class folder) show as text."""
 import shutil
 import threading
 from functools import partial
@@ -33,17 +33,22 @@ def gallery(checkpoint, corpus, fake_prelude, tmp_path):
     assert cli.main(["report", str(tmp_path / EVIL), "--model", str(checkpoint), "--layers", "1,5", "--features", "0,1",
                      "--duration", "2", "--out", str(out), "--figures", "--onset-duration", "6",
                      "--data", str(corpus), "--split", "all", "--cache-dir", str(tmp_path / "cache")]) == 0
-    handler = partial(QuietHandler, directory=str(out))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/index.html"
+    server, url = serve(out)
+    yield url + "index.html"
     server.shutdown()
 
 
-def test_gallery_loads_images_and_playable_audio(gallery, tmp_path):
+def serve(folder):
+    """An HTTP server of `folder` on a free local port: (server, base URL)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(QuietHandler, directory=str(folder)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/"
+
+
+def chrome(tmp_path):
+    """A headless Chromium driver that keeps the browser console's log."""
     webdriver = pytest.importorskip("selenium.webdriver")
     from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.support.ui import WebDriverWait
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
@@ -52,20 +57,33 @@ def test_gallery_loads_images_and_playable_audio(gallery, tmp_path):
                  "--autoplay-policy=no-user-gesture-required", f"--user-data-dir={tmp_path / 'profile'}"):
         opts.add_argument(flag)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
+    return webdriver.Chrome(service=Service(DRIVER), options=opts)
+
+
+def loaded_media(driver):
+    """Load every image (lazy ones too) and every clip; returns ([(src, naturalWidth)],
+    [(currentSrc, error code, duration)]) once the browser has them (or failed)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.execute_script("document.querySelectorAll('img').forEach(i => { i.loading = 'eager'; });")
+    WebDriverWait(driver, 20).until(lambda d: d.execute_script(
+        "return Array.from(document.images).every(i => i.complete)"))
+    images = driver.execute_script("return Array.from(document.images).map(i => [i.src, i.naturalWidth])")
+    driver.execute_script("document.querySelectorAll('audio').forEach(a => { a.preload = 'auto'; a.load(); })")
+    WebDriverWait(driver, 20).until(lambda d: d.execute_script(
+        "return Array.from(document.querySelectorAll('audio')).every(a => a.readyState >= 1 || a.error)"))
+    audio = driver.execute_script("return Array.from(document.querySelectorAll('audio')).map("
+                                  "a => [a.currentSrc, a.error && a.error.code, a.duration])")
+    return images, audio
+
+
+def test_gallery_loads_images_and_playable_audio(gallery, tmp_path):
+    driver = chrome(tmp_path)
     try:
         driver.get(gallery)
-        WebDriverWait(driver, 20).until(lambda d: d.execute_script(
-            "return Array.from(document.images).every(i => i.complete)"))
-        images = driver.execute_script("return Array.from(document.images).map(i => [i.src, i.naturalWidth])")
+        images, audio = loaded_media(driver)
         # per track 2 layers x 2 features + 2 layer figures; Figure 2, Figure 3, the selectivity heat map
         assert len(images) == 2 * 2 + 2 + 3 and all(w > 0 for _, w in images), images
-        # load every clip and wait until the browser has decoded its metadata (or failed)
-        driver.execute_script("document.querySelectorAll('audio').forEach(a => { a.preload = 'auto'; a.load(); })")
-        WebDriverWait(driver, 20).until(lambda d: d.execute_script(
-            "return Array.from(document.querySelectorAll('audio')).every(a => a.readyState >= 1 || a.error)"))
-        audio = driver.execute_script("return Array.from(document.querySelectorAll('audio')).map("
-                                      "a => [a.currentSrc, a.error && a.error.code, a.duration])")
         assert len(audio) == 1 + 2 * 2 + 2  # + BWV 846 original and its best onset feature
         for src, err, duration in audio:
             assert err is None and duration == pytest.approx(2.0, abs=0.05), (src, err, duration)
@@ -73,6 +91,51 @@ def test_gallery_loads_images_and_playable_audio(gallery, tmp_path):
         headers = driver.execute_script("return Array.from(document.querySelectorAll('th')).map(t => t.textContent)")
         assert EVIL_CLASS in headers  # a class folder's name is a table header's text
         assert driver.execute_script("return document.querySelectorAll('section table tbody tr').length") > 8
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert not errors, errors
+    finally:
+        driver.quit()
+
+
+@pytest.fixture
+def atlas(checkpoint, tmp_path):
+    """The feature atlas of a 3-track catalogue in two class folders, one named with markup, one
+    track named with markup: layer 1 (4 features), the top track of each."""
+    from cnnaural_ext.catalogue import run_catalogue
+
+    src = tmp_path / "src"
+    for rel, seconds in [(f"{EVIL_CLASS}/{EVIL}", 5.0), ("quiet/a.wav", 2.5), ("quiet/b.wav", 3.0)]:
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(src / rel, tone(seconds).numpy(), SR)
+    out = tmp_path / "cat"
+    run_catalogue(src, out, model=checkpoint, layers="1", features="top:1", duration=2.0, window=2.0, workers=0,
+                  progress=False)
+    assert cli.main(["atlas", str(out), "--top", "1", "--src", str(src), "--no-progress"]) == 0
+    server, url = serve(out / "atlas")
+    yield url
+    server.shutdown()
+
+
+def test_atlas_loads_images_and_playable_audio(atlas, tmp_path):
+    driver = chrome(tmp_path)
+    try:
+        driver.get(atlas + "index.html")
+        links = driver.execute_script("return Array.from(document.querySelectorAll('h2 a')).map(a => a.href)")
+        assert links == [atlas + "layer1.html"]
+        assert EVIL_CLASS in driver.find_element("tag name", "body").text  # the class folders, as text
+        driver.get(links[0])
+        images, audio = loaded_media(driver)
+        n_windows = len(driver.find_elements("css selector", ".card.track"))
+        assert n_windows >= 3
+        # a histogram per feature and a map per window
+        assert len(images) == 4 + n_windows and all(w > 0 for _, w in images), images
+        assert len(audio) == 2 * n_windows  # the original window and the feature
+        for src, err, duration in audio:
+            assert err is None and duration == pytest.approx(2.0, abs=0.05), (src, err, duration)
+        paths = driver.execute_script("return Array.from(document.querySelectorAll('.path')).map(p => p.textContent)")
+        assert f"{EVIL_CLASS}/{EVIL}" in paths  # the track, as text; no injected element
+        assert not driver.find_elements("css selector", "img[src='x'], em")
+        assert driver.execute_script("return document.querySelectorAll('section table tbody tr').length") == 4 * 2
         errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
         assert not errors, errors
     finally:

@@ -1,7 +1,8 @@
 """Catalogues: auralise thousands of tracks resumably, sharded, and tabulate every feature.
 
-`run_catalogue(SRC, OUT, ...)` (the local engine; `cnnaural catalogue` is a thin shell over it)
-writes, every file atomically:
+`run_catalogue(SRC, OUT, ...)` (`cnnaural catalogue` is a thin shell over it) writes, every file
+atomically, with the local engine (default) or on Ray Data (``engine="ray"``, `ray_engine`; the
+same per-track work, the same files and rows):
 
 - ``OUT/config.json``: the config and its fingerprint (`config`); another config on the same OUT
   is refused;
@@ -14,18 +15,23 @@ writes, every file atomically:
 - ``OUT/ledger/<run>.jsonl``: one row per track attempt (`ledger`); a track's latest row is its
   state, ok only once its files and activation rows are on disk.
 
+`build_atlas(OUT)` (module `atlas`) selects every feature's top tracks and windows from the
+activation table and auralises them into ``OUT/atlas/``; `report.atlas.write_atlas` draws its pages.
+
 A rerun skips what is done, `retry_failed` redoes errors, `shard=(i, N)` takes a disjoint slice,
 a lock per shard refuses a concurrent run on the same shard. `status(OUT)` says where it stands.
 
-Needs pyarrow (``pip install cnnaural_ext[catalogue]``), imported only when used.
+Needs pyarrow (``pip install cnnaural_ext[catalogue]``), imported only when used; the Ray engine
+needs Ray (``pip install cnnaural_ext[ray]``), likewise.
 """
 from .activations import DEFAULT_WINDOW, read_activations
+from .atlas import build_atlas
 from .config import fingerprint
-from .engine import run_catalogue, summary_line
+from .engine import ENGINES, run_catalogue, summary_line
 from .ledger import latest_states, read_rows
 from .sources import parse_shard, read_manifest, shard_of, track_id, walk_source
 from .summary import format_status, status
 
-__all__ = ["DEFAULT_WINDOW", "fingerprint", "format_status", "latest_states", "parse_shard", "read_activations",
-           "read_manifest", "read_rows", "run_catalogue", "shard_of", "status", "summary_line", "track_id",
+__all__ = ["DEFAULT_WINDOW", "ENGINES", "build_atlas", "fingerprint", "format_status", "latest_states", "parse_shard",
+           "read_activations", "read_manifest", "read_rows", "run_catalogue", "shard_of", "status", "summary_line", "track_id",
            "walk_source"]

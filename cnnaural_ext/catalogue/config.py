@@ -72,7 +72,7 @@ def fingerprint(config: dict) -> str:
 
 
 def read_config(out) -> dict | None:
-    """``OUT/config.json`` ({"fingerprint", "config", "model_source"}), or None before the first run."""
+    """``OUT/config.json`` ({"fingerprint", "config", "model_source", "src"}), or None before the first run."""
     path = Path(out) / "config.json"
     if not path.is_file():
         return None
@@ -82,18 +82,22 @@ def read_config(out) -> dict | None:
         raise CnnauralError(f"{path} is unreadable ({e}); is {out} a catalogue?") from None
 
 
-def check_or_write_config(out, config: dict, model_source: str) -> str:
+def check_or_write_config(out, config: dict, model_source: str, src=None) -> str:
     """Write config.json on the first run; on a later one refuse a different config. Returns the
-    fingerprint. Call it under the catalogue's config lock."""
+    fingerprint. Call it under the catalogue's config lock.
+
+    `src`, where the tracks were read (absolute), is recorded but not fingerprinted, like the
+    model's path: the latest run's is kept (the atlas reads the tracks from there)."""
     fp = fingerprint(config)
     old = read_config(out)
-    if old is None:
-        write_json(Path(out) / "config.json", {"fingerprint": fp, "config": config, "model_source": model_source})
-        return fp
-    if old.get("fingerprint") != fp:
+    src = None if src is None else str(Path(src).resolve())
+    if old is not None and old.get("fingerprint") != fp:
         what = describe_difference(old.get("config", {}), config)
         raise CnnauralError(f"{out} was written with another config ({what}); "
                             "rerun with the options recorded in its config.json, or use a new --out")
+    if old is None or (src is not None and old.get("src") != src):
+        write_json(Path(out) / "config.json",
+                   {"fingerprint": fp, "config": config, "model_source": model_source, "src": src})
     return fp
 
 

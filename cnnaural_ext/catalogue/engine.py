@@ -1,4 +1,5 @@
-"""The local engine: `run_catalogue`, resumable and sharded, decode in worker processes.
+"""`run_catalogue`, resumable and sharded: the local engine (decode in worker processes), and the
+driver's side of every engine (`Recorder`) and the one per-track function (`process_track`).
 
 One run: check the request; walk SRC; under the config lock check (or write) config.json and
 write manifest.parquet; take the shard lock; plan (this shard's tracks minus those whose latest
@@ -14,13 +15,16 @@ manifest order, with decoding running ahead in worker processes (`decode.Decoder
 4. the rows are kept until the next flush, which writes them as one Parquet part (fsync'd) and
    then appends the tracks' ``ok`` rows (so an ok track has every file and row in place).
 
-Any other exception while processing a track becomes that track's ``error`` row and the run goes
-on; `max_failures` errors stop it early. Temporary files a killed run left in a track's folder
-are removed when the track is redone.
+Steps 1-3 are `process_track`, which every engine runs (the Ray engine in its actors, through
+`process_file`); step 4 is `Recorder`, in this process for every engine. Any other exception
+while processing a track becomes that track's ``error`` row and the run goes on; `max_failures`
+errors stop it early. Temporary files a killed run left in a track's folder are removed when the
+track is redone.
 """
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -28,7 +32,7 @@ import torch
 from ..errors import CnnauralError
 from .activations import DEFAULT_WINDOW, PartWriter, min_frames, track_rows
 from .config import catalogue_config, check_or_write_config
-from .decode import Decoder
+from .decode import Decoder, decode
 from .ledger import Ledger, config_lock, latest_states, new_run_id, shard_lock
 from .sources import parse_shard, shard_of, walk_source, write_manifest
 
@@ -36,6 +40,7 @@ from .sources import parse_shard, shard_of, walk_source, write_manifest
 SILENCE = 1e-5
 #: seconds between flushes of the activation rows, whatever `flush_every` says
 FLUSH_SECONDS = 60.0
+ENGINES = ("local", "ray")
 
 
 class Skip(Exception):
@@ -46,7 +51,8 @@ def run_catalogue(src, out, *, auraliser=None, model=None, layers=1, features="t
                   duration: float | None = 4.0, mode: str = "mask", phase: str = "original", seed: str = "map",
                   normalize: bool = True, audio_format: str = "flac", subtype: str = "PCM_16", figures: bool = False,
                   window: float = DEFAULT_WINDOW, workers: int | None = None, shard=None, retry_failed: bool = False,
-                  max_failures: int | None = None, device="cpu", progress: bool = True, flush_every: int = 32) -> dict:
+                  max_failures: int | None = None, device="cpu", progress: bool = True, flush_every: int = 32,
+                  engine: str = "local", ray_address: str | None = None) -> dict:
     """Auralise a catalogue and tabulate its activations into OUT, resumably (see the package docstring).
 
     Args:
@@ -58,16 +64,22 @@ def run_catalogue(src, out, *, auraliser=None, model=None, layers=1, features="t
         offset, duration: the auralised excerpt in seconds (duration None or <= 0: to the end).
         mode, phase, seed, normalize, audio_format, subtype, figures: as `Auraliser.auralise_file`.
         window: seconds per window of the activation table's per-window maxima.
-        workers: decoding processes (default min(4, cores); 0 decodes in this process).
+        workers: local engine: decoding processes (default min(4, cores); 0 decodes in this process);
+            Ray engine: actors (default: one per GPU with a CUDA auraliser, else one per core).
         shard: "i/N" or (i, N); default from SLURM_ARRAY_TASK_ID/COUNT, else 0/1.
         retry_failed: also redo tracks whose latest row is an error.
         max_failures: stop after this many errors in this run.
         progress: show a progress bar on stderr.
         flush_every: tracks per activation part file (also flushed every FLUSH_SECONDS).
+        engine: "local" (decode in worker processes, compute here) or "ray" (`ray_engine`: the same
+            per-track work in Ray Data actors; this process writes the parts and the ledger).
+        ray_address: the Ray cluster to join (engine "ray"); default: a local Ray started for the run.
 
     Returns:
         the summary dict: ok, error, skipped (this run), seconds, tracks (this shard), already_done,
-        earlier_errors (not retried), pending (left after this run), stopped_early, shard, run, out.
+        earlier_errors (not retried), pending (left after this run), stopped_early, shard, run, out,
+        engine, timing (seconds: decode_wait, the loop waiting on a decode (local engine); compute,
+        the per-track work in this process (local engine); write, writing parts and ledger rows).
     """
     from ..auralise import Auraliser
 
@@ -78,18 +90,27 @@ def run_catalogue(src, out, *, auraliser=None, model=None, layers=1, features="t
                figures=figures)
     layers = auraliser.check_file_request(layers=layers, **req)
     _check_options(layers, req, window, max_failures, flush_every, audio_format, subtype)
+    if engine not in ENGINES:
+        raise CnnauralError(f"engine must be one of {', '.join(ENGINES)} (got {engine!r})")
+    if ray_address and engine != "ray":
+        raise CnnauralError("--ray-address needs --engine ray")
+    if engine == "ray":
+        from .ray_engine import import_ray
+
+        import_ray()  # missing Ray: one clear error before anything is written
     shard = parse_shard(shard)
     tracks = walk_source(src)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     config = catalogue_config(auraliser, layers=layers, window=window, **req)
     with config_lock(out).acquire(blocking=True):
-        fp = check_or_write_config(out, config, str(auraliser.source))
+        fp = check_or_write_config(out, config, str(auraliser.source), src=src)
         write_manifest(out, tracks, shard[1])
     lock = shard_lock(out, shard).acquire()
     try:
         return _run(auraliser, tracks, out, shard, fp, layers, req, window, workers=workers, retry_failed=retry_failed,
-                    max_failures=max_failures, progress=progress, flush_every=flush_every)
+                    max_failures=max_failures, progress=progress, flush_every=flush_every, engine=engine,
+                    ray_address=ray_address, config=config)
     finally:
         lock.release()
 
@@ -128,56 +149,122 @@ def plan(out, tracks, shard, fp, retry_failed):
     return todo, done, errors, len(mine)
 
 
-def _run(aur, tracks, out, shard, fp, layers, req, window, *, workers, retry_failed, max_failures, progress,
-         flush_every):
-    from tqdm import tqdm
+@dataclass(frozen=True)
+class TrackJob:
+    """What every track of one run is asked for (plain data: it travels to Ray actors)."""
+    out: Path
+    layers: list
+    req: dict
+    window: float
+    need: int  # the fewest STFT frames the model takes up to the deepest layer
 
+
+def _run(aur, tracks, out, shard, fp, layers, req, window, *, workers, retry_failed, max_failures, progress,
+         flush_every, engine, ray_address, config):
     from ..io.console import report
 
     t_start = time.perf_counter()
     run = new_run_id(shard)
     _clean_temporaries(out / "activations", f".part-*-s{shard[0]}of{shard[1]}-*")
     todo, done, old_errors, n_mine = plan(out, tracks, shard, fp, retry_failed)
-    need = min_frames(aur, max(layers))
-    ledger, parts = Ledger(out, run, fp), PartWriter(out, run)
-    counts = {"ok": 0, "error": 0, "skipped": 0}
-    waiting, last_flush, stopped = [], time.monotonic(), False
-    bar = tqdm(total=len(todo), desc=f"catalogue {shard[0]}/{shard[1]}", unit="track", leave=False,
-               disable=not progress)
+    job = TrackJob(out, list(layers), dict(req), float(window), min_frames(aur, max(layers)))
+    rec = Recorder(out, run, fp, len(todo), shard, progress=progress, flush_every=flush_every,
+                   max_failures=max_failures)
+    if engine == "ray" and todo:
+        from .ray_engine import ray_results
 
-    def flush():
-        nonlocal waiting, last_flush
-        part = parts.flush()
-        ledger.append([{**row, "part": part} for row in waiting])
-        waiting, last_flush = [], time.monotonic()
-
+        results = ray_results(aur, todo, job, process_file, workers=workers, address=ray_address, config=config)
+    else:
+        results = local_results(aur, todo, job, workers, rec.timing)
     try:
-        for t, wave, err, dsec in Decoder(aur.sample_rate, workers).decode_all(todo):
-            t0 = time.perf_counter()
-            status, row_kw = _one_track(aur, t, wave, err, out, layers, req, window, need, parts)
-            counts[status] += 1
-            row = ledger.row(t, status, seconds=dsec + time.perf_counter() - t0, **row_kw)
-            if status == "ok":
-                waiting.append(row)
-                if len(waiting) >= flush_every or time.monotonic() - last_flush > FLUSH_SECONDS:
-                    flush()
-            else:
-                ledger.append(row)
-            bar.update(1)
-            bar.set_postfix(failures=counts["error"], refresh=False)
-            if max_failures is not None and counts["error"] >= max_failures:
-                stopped = True
+        for t, result, seconds in results:
+            if rec.record(t, result, seconds):
                 break
     finally:
-        flush()
-        ledger.close()
-        bar.close()
+        if hasattr(results, "close"):
+            results.close()
+        rec.close()
     seconds = time.perf_counter() - t_start
-    summary = dict(counts, seconds=round(seconds, 3), tracks=n_mine, already_done=done, earlier_errors=old_errors,
-                   pending=len(todo) - sum(counts.values()), stopped_early=stopped, shard=f"{shard[0]}/{shard[1]}",
-                   run=run, out=str(out))
+    summary = dict(rec.counts, seconds=round(seconds, 3), tracks=n_mine, already_done=done,
+                   earlier_errors=old_errors, pending=len(todo) - sum(rec.counts.values()), stopped_early=rec.stopped,
+                   shard=f"{shard[0]}/{shard[1]}", run=run, out=str(out), engine=engine,
+                   timing={k: round(v, 3) for k, v in rec.timing.items()})
     report(summary_line(summary))
     return summary
+
+
+def local_results(aur, todo, job: TrackJob, workers, timing: dict):
+    """The local engine: (track, result, seconds) per track, decoding ahead in worker processes;
+    adds to timing["decode_wait"] (the loop waited on a decode) and timing["compute"]."""
+    decoded = Decoder(aur.sample_rate, workers).decode_all(todo)
+    try:
+        while True:
+            t0 = time.perf_counter()
+            item = next(decoded, None)
+            t1 = time.perf_counter()
+            timing["decode_wait"] += t1 - t0
+            if item is None:
+                return
+            t, wave, err, dsec = item
+            result = process_track(aur, t, wave, err, job)
+            t2 = time.perf_counter()
+            timing["compute"] += t2 - t1
+            yield t, result, dsec + t2 - t1
+    finally:
+        decoded.close()
+
+
+class Recorder:
+    """The driver's side of a run, for every engine: keeps the ok tracks' activation rows and
+    writes them as one Parquet part per flush, THEN appends their ok ledger rows (so an ok row
+    always names rows on disk); error and skipped rows are appended at once. Counts, the
+    progress bar, --max-failures, and timing["write"] (seconds spent writing parts and rows)."""
+
+    def __init__(self, out, run, fp, n_todo, shard, *, progress, flush_every, max_failures):
+        from tqdm import tqdm
+
+        self.ledger, self.parts = Ledger(out, run, fp), PartWriter(out, run)
+        self.flush_every, self.max_failures = flush_every, max_failures
+        self.counts = {"ok": 0, "error": 0, "skipped": 0}
+        self.timing = {"decode_wait": 0.0, "compute": 0.0, "write": 0.0}
+        self.waiting, self.last_flush, self.stopped = [], time.monotonic(), False
+        self.bar = tqdm(total=n_todo, desc=f"catalogue {shard[0]}/{shard[1]}", unit="track", leave=False,
+                        disable=not progress)
+
+    def record(self, t, result: dict, seconds: float) -> bool:
+        """Take one track's result (see `process_track`); True when the run must stop."""
+        t0 = time.perf_counter()
+        status = result["status"]
+        self.counts[status] += 1
+        row = self.ledger.row(t, status, seconds=seconds, error_type=result.get("error_type"),
+                              message=result.get("message"))
+        if status == "ok":
+            self.parts.add(t, result["cols"], result["duration"])
+            self.waiting.append(row)
+            if len(self.waiting) >= self.flush_every or time.monotonic() - self.last_flush > FLUSH_SECONDS:
+                self.flush()
+        else:
+            self.ledger.append(row)
+        self.timing["write"] += time.perf_counter() - t0
+        self.bar.update(1)
+        self.bar.set_postfix(failures=self.counts["error"], refresh=False)
+        if self.max_failures is not None and self.counts["error"] >= self.max_failures:
+            self.stopped = True
+        return self.stopped
+
+    def flush(self) -> None:
+        part = self.parts.flush()
+        self.ledger.append([{**row, "part": part} for row in self.waiting])
+        self.waiting, self.last_flush = [], time.monotonic()
+
+    def close(self) -> None:
+        t0 = time.perf_counter()
+        try:
+            self.flush()
+        finally:
+            self.ledger.close()
+            self.bar.close()
+            self.timing["write"] += time.perf_counter() - t0
 
 
 def summary_line(s: dict) -> str:
@@ -192,18 +279,28 @@ def summary_line(s: dict) -> str:
             f"in {s['seconds']:.1f} s{tail}")
 
 
-def _one_track(aur, t, wave, err, out, layers, req, window, need, parts):
-    """Process one decoded track: (status, ledger row keywords); ok tracks' rows go to `parts`."""
+def process_track(aur, t, wave, err, job: TrackJob) -> dict:
+    """The work of one decoded track, the same in every engine: writes its audio folder and returns
+    {"status": ok | error | skipped, "error_type", "message", "cols" (the activation columns of an
+    ok track), "duration" (seconds)}. Never raises for a bad track."""
     if err is not None:
-        return "error", {"error_type": err[0], "message": err[1]}
+        return {"status": "error", "error_type": err[0], "message": err[1]}
     try:
-        cols, seconds = _auralise_track(aur, t, wave, out, layers, req, window, need)
+        cols, seconds = _auralise_track(aur, t, wave, job.out, job.layers, job.req, job.window, job.need)
     except Skip as e:
-        return "skipped", {"message": str(e)}
+        return {"status": "skipped", "message": str(e)}
     except Exception as e:  # one bad track is one error row; the run goes on
-        return "error", {"error_type": type(e).__name__, "message": (str(e) or repr(e)).splitlines()[0]}
-    parts.add(t, cols, seconds)
-    return "ok", {}
+        return {"status": "error", "error_type": type(e).__name__,
+                "message": (str(e) or repr(e)).splitlines()[0]}
+    return {"status": "ok", "cols": cols, "duration": seconds}
+
+
+def process_file(aur, t, job: TrackJob) -> tuple:
+    """Decode one track in this process, then `process_track`: (result, seconds)."""
+    t0 = time.perf_counter()
+    wave, err, _ = decode(t.path, aur.sample_rate)
+    result = process_track(aur, t, None if wave is None else torch.from_numpy(wave), err, job)
+    return result, time.perf_counter() - t0
 
 
 def _auralise_track(aur, t, wave, out, layers, req, window, need):

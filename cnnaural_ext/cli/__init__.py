@@ -1,5 +1,5 @@
-"""The `cnnaural` command: info | auralise | report | filters | onsets | selectivity | catalogue | dataset |
-train | crossval.
+"""The `cnnaural` command: info | auralise | report | filters | onsets | selectivity | catalogue | atlas |
+dataset | train | crossval.
 
 One module per command group parses its arguments, calls the library and prints. User errors
 (missing or unreadable audio, a layer or feature out of range, a model the deconvnet cannot
@@ -23,6 +23,7 @@ EPILOG = """examples:
   cnnaural selectivity data/corpus --out out/selectivity
   cnnaural catalogue music/ --out cat/ --layers 1,5 --features top:3
   cnnaural catalogue --status cat/
+  cnnaural atlas cat/ --layers 5 --top 8
   cnnaural filters --out filters.png
   cnnaural dataset data/corpus
   cnnaural train data/corpus --out model.pt

@@ -1,4 +1,5 @@
-"""`cnnaural catalogue`: auralise a whole catalogue resumably, or say where one stands."""
+"""`cnnaural catalogue`: auralise a whole catalogue resumably, or say where one stands;
+`cnnaural atlas`: the feature atlas of a catalogue."""
 from __future__ import annotations
 
 from ..errors import CnnauralError
@@ -36,7 +37,14 @@ def register(sub) -> None:
     p.add_argument("--figures", action="store_true", help="also write the deconvolved maps and a figure per layer")
     p.add_argument("--window", type=float, default=4.0,
                    help="seconds per window of the activation table's per-window maxima (default 4)")
-    p.add_argument("--workers", type=int, default=None, help="decoding processes (default min(4, cores); 0: none)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="local engine: decoding processes (default min(4, cores); 0: none); ray engine: actors "
+                   "(default one per core, or per GPU with --device cuda)")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local: decode in worker processes, compute here (default); ray: the same per-track work "
+                   "on Ray Data actors (pip install cnnaural_ext[ray])")
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="with --engine ray: the Ray cluster to join (default: start a local Ray for the run)")
     p.add_argument("--shard", default=None, metavar="i/N",
                    help="do shard i of N (default: from SLURM_ARRAY_TASK_ID/COUNT when set, else 0/1)")
     p.add_argument("--retry-failed", action="store_true", help="redo tracks whose last attempt failed")
@@ -45,6 +53,29 @@ def register(sub) -> None:
                    help="tracks per activation part file; fewer redo less after a kill (default 32)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_catalogue)
+    register_atlas(sub)
+
+
+def register_atlas(sub) -> None:
+    p = sub.add_parser(
+        "atlas", help="the feature atlas of a catalogue: every feature's top tracks, auralised, in OUT/atlas/",
+        description="Read the activation table of the catalogue OUT; for every feature of the chosen layers find "
+        "the catalogue's top tracks (each by its strongest window), auralise those windows into OUT/atlas/audio/ "
+        "(resumably: windows already done are kept) and write OUT/atlas/index.html and a page per layer: a "
+        "histogram of the feature over the catalogue, its top tracks with the original window and the "
+        "auralised feature, the deconvolved maps and, when SRC has class folders, the mean per class.")
+    p.add_argument("out", metavar="OUT", help="a catalogue written by `cnnaural catalogue`")
+    p.add_argument("--layers", default=None, help="layer(s) of the catalogue, e.g. 5 or 1,5, or 'all' "
+                   "(default: the deepest it has)")
+    p.add_argument("--top", type=int, default=8, help="top tracks per feature (default 8)")
+    p.add_argument("--src", metavar="SRC", default=None,
+                   help="the catalogue's SRC (folder or list file), where the windows are read from")
+    p.add_argument("--model", metavar="CKPT", default=None,
+                   help="the checkpoint to use (default: the model OUT/config.json records); its weights must be "
+                   "the catalogue's")
+    p.add_argument("--device", default="cpu", help="torch device to run on (default: cpu)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_atlas)
 
 
 def cmd_catalogue(args) -> int:
@@ -62,5 +93,20 @@ def cmd_catalogue(args) -> int:
         offset=args.offset, duration=args.duration, mode=args.mode, phase=args.phase, seed=args.seed,
         normalize=not args.no_normalize, audio_format=args.format, subtype=args.subtype, figures=args.figures,
         window=args.window, workers=args.workers, shard=args.shard, retry_failed=args.retry_failed,
-        max_failures=args.max_failures, progress=not args.no_progress, flush_every=args.flush_every)
+        max_failures=args.max_failures, progress=not args.no_progress, flush_every=args.flush_every,
+        engine=args.engine, ray_address=args.ray_address)
     return 1 if summary["error"] else 0
+
+
+def cmd_atlas(args) -> int:
+    from pathlib import Path
+
+    from ..catalogue.atlas import ATLAS, build_atlas
+    from ..report.atlas import write_atlas
+
+    data = build_atlas(args.out, layers=args.layers, top=args.top, model=args.model, device=args.device,
+                       src=args.src, progress=not args.no_progress)
+    index = write_atlas(Path(args.out) / ATLAS, data)
+    tail = f"; {len(data['missing'])} tracks missing (--src?)" if data["missing"] else ""
+    print(f"atlas {index}: {data['auralised']} windows auralised, {data['reused']} kept{tail}")
+    return 1 if data["missing"] else 0

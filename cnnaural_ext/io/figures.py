@@ -24,18 +24,72 @@ def _save(fig, path):
     return path
 
 
-def save_map(path, m, *, sample_rate: int, hop_length: int, title: str = "", signed: bool = True):
-    """Image of one deconvolved map (F', T), low frequencies at the bottom (the original's flipud)."""
+def input_frequencies(spectrogram) -> np.ndarray:
+    """The centre frequency in Hz of each row of `spectrogram`'s network input (F',): the linear
+    STFT bins k * sample_rate / n_fft, or the mel band centres when it has n_mels."""
+    if not spectrogram.n_mels:
+        return np.arange(spectrogram.n_freqs) * spectrogram.sample_rate / spectrogram.n_fft
+    from ..spectrogram import hz_to_mel, mel_to_hz
+
+    f_max = spectrogram.sample_rate / 2 if spectrogram.f_max is None else spectrogram.f_max
+    mels = np.linspace(float(hz_to_mel(spectrogram.f_min)), float(hz_to_mel(f_max)), spectrogram.n_mels + 2)
+    return mel_to_hz(mels[1:-1]).numpy()
+
+
+def _khz_axis(ax, freqs: np.ndarray, n_rows: int) -> list:
+    """The image's vertical extent, [low, high]: kHz when the rows are evenly spaced in Hz; else
+    (mel bands) row numbers, with ticks at round kHz values placed by the band centres."""
+    step = np.diff(freqs)
+    if n_rows > 1 and np.allclose(step, step[0]):
+        half = step[0] / 2000
+        return [freqs[0] / 1000 - half, freqs[-1] / 1000 + half]
+    ticks = [t for t in (0.05, 0.1, 0.2, 0.5, 1, 2, 4, 8, 16) if freqs[0] / 1000 <= t <= freqs[-1] / 1000]
+    ax.set_yticks(np.interp(np.asarray(ticks) * 1000, freqs, np.arange(n_rows)), labels=[f"{t:g}" for t in ticks])
+    return [-0.5, n_rows - 0.5]
+
+
+def save_map(path, m, *, sample_rate: int, hop_length: int, frequencies=None, title: str = "",
+             floor_db: float = -80.0):
+    """Image of one deconvolved map (F', T): its magnitude in dB below its maximum (floored at
+    `floor_db`), time in seconds, frequency in kHz with low frequencies at the bottom (the
+    original's flipud), a sequential colour map: the look of the Figure-3 spectrograms.
+
+    Args:
+        frequencies: the centre frequency in Hz of each of the F' rows (`input_frequencies` of the
+            model's Spectrogram; mel bands are drawn evenly, labelled by their centres in kHz).
+            Default: F' linear STFT bins from 0 to sample_rate / 2.
+    """
     m = torch.as_tensor(m).detach().float().cpu().numpy()
+    n_rows = m.shape[0]
+    freqs = (np.linspace(0, sample_rate / 2, n_rows) if frequencies is None
+             else np.asarray(frequencies, dtype=np.float64))
+    if freqs.shape != (n_rows,):
+        raise ValueError(f"frequencies has {freqs.shape[0]} entries for a map of {n_rows} rows")
     fig, ax = plt.subplots(figsize=(6, 3.2))
-    vmax = float(np.abs(m).max()) or 1.0
-    extent = [0, m.shape[1] * hop_length / sample_rate, 0, m.shape[0]]
-    im = ax.imshow(m, origin="lower", aspect="auto", extent=extent,
-                   cmap="RdBu_r" if signed else "magma", vmin=-vmax if signed else 0, vmax=vmax)
+    ylim = _khz_axis(ax, freqs, n_rows)
+    extent = [0, m.shape[1] * hop_length / sample_rate, *ylim]
+    im = ax.imshow(_db(m, floor_db), origin="lower", aspect="auto", extent=extent, cmap="magma",
+                   vmin=floor_db, vmax=0, interpolation="nearest")
     ax.set_xlabel("time (s)")
-    ax.set_ylabel("bin")
+    ax.set_ylabel("kHz")
     ax.set_title(title, fontsize=9)
-    fig.colorbar(im, ax=ax, fraction=0.04)
+    fig.colorbar(im, ax=ax, fraction=0.04, label="dB")
+    return _save(fig, path)
+
+
+def histogram(path, values, *, marks=(), bins: int = 40, title: str = "", xlabel: str = "activation"):
+    """A small histogram of `values` (e.g. a feature's per-track maximum over a catalogue), with
+    vertical lines at `marks` (e.g. the values of the top tracks)."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    fig, ax = plt.subplots(figsize=(4, 1.9))
+    ax.hist(v, bins=bins, color="#555", log=len(v) > 200)
+    for x in marks:
+        ax.axvline(x, color="tab:orange", lw=0.8, alpha=0.8)
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylabel("tracks", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.set_title(title, fontsize=8)
     return _save(fig, path)
 
 
