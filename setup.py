@@ -11,7 +11,10 @@ Environment switches, read once and printed:
   CNNAURAL_CPU_ARCH        -march for the CPU kernels. Unset (or "none"): a portable build, the
                            compiler's baseline for the platform (x86-64: SSE2), which runs on any
                            CPU of the architecture: the default, right for wheels and shared
-                           installs. "native": this machine's vector units (AVX2, AVX-512, ...);
+                           installs. On x86-64 its hot loops also come as AVX2 + FMA variants,
+                           chosen at run time where the CPU has them (csrc/common/cpu_isa.h;
+                           CNNAURAL_CPU_ISA=default at run time keeps the baseline loops).
+                           "native": this machine's vector units (AVX2, AVX-512, ...);
                            the extension may then die with an illegal instruction on another
                            CPU, so use it only for a build that stays on the machine that made it.
                            Any other value is passed on (e.g. "x86-64-v3", "haswell"). With an
