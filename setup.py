@@ -8,10 +8,19 @@ Environment switches, read once and printed:
   CNNAURAL_SKIP_CUDA=1     build the CPU kernels only
   TORCH_CUDA_ARCH_LIST     CUDA architectures (default "8.0;9.0" when no GPU is visible)
   MAX_JOBS                 parallel compile jobs (default: the number of cores)
-  CNNAURAL_CPU_ARCH        -march for the CPU kernels (default "native": this machine's vector
-                           units; "none" for a portable build, e.g. a wheel for other machines).
-                           On x86-64 the loops may use 512-bit vectors where the CPU has them
-                           (GCC otherwise stops at 256: the scatter of dense seeds gains 10-15%).
+  CNNAURAL_CPU_ARCH        -march for the CPU kernels. Unset (or "none"): a portable build, the
+                           compiler's baseline for the platform (x86-64: SSE2), which runs on any
+                           CPU of the architecture: the default, right for wheels and shared
+                           installs. On x86-64 its hot loops also come as AVX2 + FMA variants,
+                           chosen at run time where the CPU has them (csrc/common/cpu_isa.h;
+                           CNNAURAL_CPU_ISA=default at run time keeps the baseline loops).
+                           "native": this machine's vector units (AVX2, AVX-512, ...);
+                           the extension may then die with an illegal instruction on another
+                           CPU, so use it only for a build that stays on the machine that made it.
+                           Any other value is passed on (e.g. "x86-64-v3", "haswell"). With an
+                           explicit arch, x86-64 loops may use 512-bit vectors where it has them
+                           (-mprefer-vector-width=512; GCC otherwise stops at 256: the scatter of
+                           dense seeds gains 10-15%).
 """
 import glob
 import os
@@ -35,16 +44,19 @@ def extensions():
     if with_cuda and not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
         os.environ["TORCH_CUDA_ARCH_LIST"] = "8.0;9.0"
     os.environ.setdefault("MAX_JOBS", str(os.cpu_count() or 1))
+    arch = os.environ.get("CNNAURAL_CPU_ARCH", "").strip()
+    arch = "" if arch == "none" else arch
     print(f"[cnnaural_ext] torch {torch.__version__}, CUDA build: {with_cuda} "
           f"(torch CUDA {torch.version.cuda}, CUDA_HOME {cpp_extension.CUDA_HOME}, "
-          f"arch {os.environ.get('TORCH_CUDA_ARCH_LIST', '-')}), CPU arch {os.environ.get('CNNAURAL_CPU_ARCH', 'native')}, "
+          f"arch {os.environ.get('TORCH_CUDA_ARCH_LIST', '-')}), CPU arch {arch or 'portable'}, "
           f"MAX_JOBS {os.environ['MAX_JOBS']}")
 
     macros = [("CNNAURAL_VERSION", f'"{VERSION}"')]
-    arch = os.environ.get("CNNAURAL_CPU_ARCH", "native")
-    cxx = ["-O3", "-fopenmp", "-std=c++20"] + ([f"-march={arch}"] if arch not in ("", "none") else [])
-    if platform.machine().lower() in ("x86_64", "amd64"):
-        cxx.append("-mprefer-vector-width=512")  # used only where -march has AVX-512
+    cxx = ["-O3", "-fopenmp", "-std=c++20"]
+    if arch:
+        cxx.append(f"-march={arch}")
+        if platform.machine().lower() in ("x86_64", "amd64"):
+            cxx.append("-mprefer-vector-width=512")  # used only where -march has AVX-512
     if with_cuda:
         macros.append(("CNNAURAL_WITH_CUDA", None))
         ext = cpp_extension.CUDAExtension(

@@ -4,6 +4,7 @@
 #include <ATen/Parallel.h>
 #include <torch/extension.h>
 
+#include "common/cpu_isa.h"
 #include "common/output_pool.h"
 #include "istft/istft.h"
 #include "unpool_conv/unpool_conv.h"
@@ -29,6 +30,7 @@ pybind11::dict build_info() {
   d["openmp"] = false;
   d["omp_max_threads"] = 1;
 #endif
+  d["cpu_isa"] = cnnaural::cpu_isa_name();  // the CPU kernels' loops: "avx2+fma" or "default"
   d["aten_threads"] = at::get_num_threads();
   d["parallel_info"] = at::get_parallel_info();
   return d;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "../common/checks.h"
+#include "../common/cpu_isa.h"
 #include "../common/output_pool.h"
 #include "unpool_conv.h"
 #include "unpool_conv_math.h"
@@ -24,7 +25,7 @@ constexpr int64_t kBandRows = 4;  // pooled rows per band of pass 2
 
 // dst[0:n] += a * src[0:n], one contiguous run of output channels (vectorised)
 template <typename scalar_t>
-inline void axpy(scalar_t* __restrict__ dst, const scalar_t* __restrict__ src, scalar_t a, int64_t n) {
+CNNAURAL_ALWAYS_INLINE void axpy(scalar_t* __restrict__ dst, const scalar_t* __restrict__ src, scalar_t a, int64_t n) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) dst[i] += a * src[i];
 }
@@ -38,7 +39,8 @@ constexpr int64_t kTapVector = 32;
 constexpr int64_t kTapVectorMinChannels = 4;  // below, the gather pass over the output costs more
 
 template <typename scalar_t>
-void tap_vector_gather(const UnpoolConvGeometry& g, scalar_t* z, int64_t width, const scalar_t* bias, scalar_t* out) {
+CNNAURAL_ALWAYS_INLINE void tap_vector_gather(const UnpoolConvGeometry& g, scalar_t* z, int64_t width,
+                                              const scalar_t* bias, scalar_t* out) {
   const int64_t C = g.c_in;
   std::vector<int64_t> xsrc(g.ow * g.kw);
   for (int64_t ox = 0; ox < g.ow; ++ox) {
@@ -108,6 +110,213 @@ int64_t channel_block(int64_t n, int64_t c_in) {
   const int64_t blk = (c_in + blocks - 1) / blocks;
   return (blk + 7) / 8 * 8;
 }
+
+// What every task of one call reads: the geometry, the data and the choices made for the call.
+template <typename scalar_t>
+struct Tasks {
+  const UnpoolConvGeometry* geometry;
+  const scalar_t* ip;                   // input
+  const int64_t* xp;                    // indices
+  const scalar_t* wp;                   // weight (C_out, kH, kW, C_in)
+  const scalar_t* bp;                   // bias or null
+  scalar_t* op;                         // output, channels-last
+  const int64_t* chp;                   // channels or null
+  const std::vector<uint8_t>* distinct;  // distinct_switch_channels
+  std::atomic<bool>* bad_switch;       // set when a switch lies outside the plane
+  std::atomic<bool>* bad_channel;      // set when a channel lies outside [0, C_out)
+  int64_t cblk, n_cb, plane, opix;
+  int64_t in_sn, in_sc, in_sh, in_sw, ix_sn, ix_sc, ix_sh, ix_sw;
+  bool rectify, tap_vector, row_runs;
+};
+
+// Tasks [begin, end): task = seed n x block of output channels. Each instruction-set variant
+// below compiles its own copy of this body (always inlined), with axpy and tap_vector_gather.
+template <typename scalar_t>
+CNNAURAL_ALWAYS_INLINE void run_tasks(const Tasks<scalar_t>& t, int64_t begin, int64_t end) {
+  const UnpoolConvGeometry& g = *t.geometry;
+  const scalar_t* ip = t.ip;
+  const int64_t* xp = t.xp;
+  const scalar_t* wp = t.wp;
+  const scalar_t* bp = t.bp;
+  scalar_t* op = t.op;
+  const int64_t* chp = t.chp;
+  const std::vector<uint8_t>& distinct = *t.distinct;
+  const int64_t cblk = t.cblk, n_cb = t.n_cb, plane = t.plane, opix = t.opix;
+  const int64_t in_sn = t.in_sn, in_sc = t.in_sc, in_sh = t.in_sh, in_sw = t.in_sw;
+  const int64_t ix_sn = t.ix_sn, ix_sc = t.ix_sc, ix_sh = t.ix_sh, ix_sw = t.ix_sw;
+  const bool rectify = t.rectify, tap_vector = t.tap_vector, row_runs = t.row_runs;
+  const int64_t C = g.c_in, taps = g.kh * g.kw;
+  const double inv_uw = 1.0 / static_cast<double>(g.uw);
+  // Unpooled planes of this task's active channels with repeated switches, one slot each.
+  // Kept per thread across calls: every entry pass 1 sets, pass 2 clears, so the buffer is
+  // all zeros between tasks.
+  static thread_local std::vector<scalar_t> scratch;
+  std::vector<int64_t> active, slot;
+  std::vector<int32_t> cols(g.w);  // the kept columns of one pooled row
+  bool local_bad = false;
+  for (int64_t task = begin; task < end; ++task) {
+    const int64_t n = task / n_cb, c0 = (task % n_cb) * cblk, cl = std::min(cblk, C - c0);
+    scalar_t* o = op + n * opix * C;
+    if (cl == C && bp == nullptr) {
+      std::memset(o, 0, sizeof(scalar_t) * opix * C);
+    } else {
+      for (int64_t q = 0; q < opix; ++q) {
+        for (int64_t ci = 0; ci < cl; ++ci) o[q * C + c0 + ci] = bp ? bp[c0 + ci] : scalar_t(0);
+      }
+    }
+    // channels with something to contribute: the seed's one channel when compact; otherwise
+    // every channel is read once (one-feature seeds stored densely: all but one are zero)
+    active.clear();
+    if (chp != nullptr) {
+      if (chp[n] < 0 || chp[n] >= g.c_out) {
+        t.bad_channel->store(true, std::memory_order_relaxed);
+        continue;
+      }
+      active.push_back(chp[n]);
+    }
+    for (int64_t co = 0; co < g.c_out && chp == nullptr; ++co) {
+      const scalar_t* in_c = ip + n * in_sn + co * in_sc;
+      bool any = false;
+      for (int64_t i = 0; i < g.h && !any; ++i) {
+        for (int64_t j = 0; j < g.w; ++j) {
+          const scalar_t v = in_c[i * in_sh + j * in_sw];
+          if (rectify ? v > scalar_t(0) : v != scalar_t(0)) {
+            any = true;
+            break;
+          }
+        }
+      }
+      if (any) active.push_back(co);
+    }
+    if (active.empty()) continue;
+    const int64_t n_act = static_cast<int64_t>(active.size());
+    // a scratch plane only for the channels with repeated switches
+    slot.assign(n_act, -1);
+    int64_t n_slots = 0;
+    for (int64_t a = 0; a < n_act; ++a) {
+      if (distinct.empty() || !distinct[active[a]]) slot[a] = n_slots++;
+    }
+    if (scratch.size() < static_cast<size_t>(n_slots * plane)) scratch.resize(n_slots * plane, scalar_t(0));
+    // the non-zero pooled values of rows [i0, i1) of active channel a (only the positive ones
+    // when `positive`), with their switches, in raster order; a switch outside the plane is
+    // flagged and skipped. Each row is first compacted to the columns it keeps, with no
+    // branch per value: the signs of real activations defeat the branch predictor.
+    auto each_pooled = [&](int64_t a, int64_t i0, int64_t i1, bool positive, auto&& fn) {
+      const scalar_t* in_c = ip + n * in_sn + (chp ? 0 : active[a] * in_sc);
+      const int64_t* ix_c = xp + n * ix_sn + active[a] * ix_sc;
+      int32_t* kept = cols.data();
+      for (int64_t i = i0; i < i1; ++i) {
+        const scalar_t* vrow = in_c + i * in_sh;
+        const int64_t* xrow = ix_c + i * ix_sh;
+        int64_t n_kept = 0;
+        if (positive) {
+          for (int64_t j = 0; j < g.w; ++j) {
+            kept[n_kept] = static_cast<int32_t>(j);
+            n_kept += vrow[j * in_sw] > scalar_t(0);
+          }
+        } else {
+          for (int64_t j = 0; j < g.w; ++j) {
+            kept[n_kept] = static_cast<int32_t>(j);
+            n_kept += vrow[j * in_sw] != scalar_t(0);
+          }
+        }
+        for (int64_t k = 0; k < n_kept; ++k) {
+          const int64_t j = kept[k];
+          const int64_t p = xrow[j * ix_sw];
+          if (!switch_valid(p, plane)) {
+            local_bad = true;
+            continue;
+          }
+          fn(vrow[j * in_sw], p);
+        }
+      }
+    };
+    // pass 1: unpool every channel with repeated switches into its own plane, summing them
+    // (overlapping pools) before the rectifier, as autograd sums them
+    for (int64_t a = 0; a < n_act; ++a) {
+      if (slot[a] < 0) continue;  // distinct switches: no sums to form
+      scalar_t* sc = scratch.data() + slot[a] * plane;
+      each_pooled(a, 0, g.h, false, [&](scalar_t v, int64_t p) { sc[p] += v; });
+    }
+    // pass 2: each distinct switch once, rectified, handed to `use(p, u, w_c)` with its
+    // channel's weights (kH, kW, C_in). In bands of pooled rows with every channel inside a
+    // band, so what a band writes stays in cache; the order of contributions to an output
+    // element does not depend on the task split.
+    auto each_value = [&](auto&& use) {
+      for (int64_t i0 = 0; i0 < g.h; i0 += kBandRows) {
+        const int64_t i1 = std::min(g.h, i0 + kBandRows);
+        for (int64_t a = 0; a < n_act; ++a) {
+          scalar_t* sc = slot[a] >= 0 ? scratch.data() + slot[a] * plane : nullptr;
+          const scalar_t* w_c = wp + active[a] * taps * C;
+          // distinct switches: the value is the unpooled value, so the rectifier can skip it here
+          each_pooled(a, i0, i1, rectify && sc == nullptr, [&](scalar_t v, int64_t p) {
+            scalar_t u = v;
+            if (sc != nullptr) {
+              u = sc[p];
+              sc[p] = scalar_t(0);
+            }
+            if (u == scalar_t(0) || (rectify && u < scalar_t(0))) return;
+            use(p, u, w_c);
+          });
+        }
+      }
+    };
+    if (tap_vector && n_act >= kTapVectorMinChannels) {
+      // one contiguous vector per value into its position's slot, then the gather
+      static thread_local std::vector<scalar_t> z_plane;  // plane x taps x C_in slots
+      if (z_plane.size() < static_cast<size_t>(plane * taps * C)) z_plane.resize(plane * taps * C, scalar_t(0));
+      scalar_t* z = z_plane.data();
+      each_value([&](int64_t p, scalar_t u, const scalar_t* w_c) { axpy(z + p * taps * C, w_c, u, taps * C); });
+      tap_vector_gather(g, z, taps * C, bp, o);
+      continue;
+    }
+    each_value([&](int64_t p, scalar_t u, const scalar_t* w_c) {  // through the taps into the output
+      int64_t y, x;
+      row_col(p, g.uw, inv_uw, &y, &x);
+      int64_t ky0, ky1, kx0, kx1;
+      tap_range(y, g.kh, g.sh, g.ph, g.dh, g.oh, &ky0, &ky1);
+      tap_range(x, g.kw, g.sw, g.pw, g.dw, g.ow, &kx0, &kx1);
+      for (int64_t ky = ky0; ky < ky1; ++ky) {
+        scalar_t* orow = o + tap_target(y, ky, g.sh, g.ph, g.dh) * g.ow * C + c0;
+        if (row_runs) {  // the row's taps hit adjacent output pixels: one run of (kx1 - kx0) x C
+          axpy(orow + tap_target(x, kx0, g.sw, g.pw, g.dw) * C, w_c + (ky * g.kw + kx0) * C, u, (kx1 - kx0) * C);
+          continue;
+        }
+        for (int64_t kx = kx0; kx < kx1; ++kx) {
+          axpy(orow + tap_target(x, kx, g.sw, g.pw, g.dw) * C, w_c + (ky * g.kw + kx) * C + c0, u, cl);
+        }
+      }
+    });
+  }
+  if (local_bad) t.bad_switch->store(true, std::memory_order_relaxed);
+}
+
+// The variants: the same body, compiled for the build's instruction set and for AVX2 + FMA.
+// Both are flattened (every call inlined): AVX2 stays inside run_tasks_avx2 and what it inlines
+// (run_tasks, axpy, tap_vector_gather, the lambdas, the index math): internal linkage, and no
+// translation unit is compiled with -mavx2, so no out-of-line function (ours, ATen's, c10's,
+// std's) holds AVX2 code.
+// How and why: csrc/common/cpu_isa.h.
+template <typename scalar_t>
+CNNAURAL_FLATTEN void run_tasks_default(const Tasks<scalar_t>& t, int64_t begin, int64_t end) {
+  run_tasks(t, begin, end);
+}
+
+#if CNNAURAL_AVX2_DISPATCH
+template <typename scalar_t>
+CNNAURAL_TARGET_AVX2 CNNAURAL_FLATTEN void run_tasks_avx2(const Tasks<scalar_t>& t, int64_t begin, int64_t end) {
+  run_tasks(t, begin, end);
+}
+#endif
+
+// The variant for this CPU (cpu_isa() decides once per process).
+template <typename scalar_t>
+auto tasks_variant() -> void (*)(const Tasks<scalar_t>&, int64_t, int64_t) {
+#if CNNAURAL_AVX2_DISPATCH
+  if (cpu_isa() == CpuIsa::kAvx2Fma) return &run_tasks_avx2<scalar_t>;
+#endif
+  return &run_tasks_default<scalar_t>;
+}
 }  // namespace
 
 at::Tensor unpool_conv_transpose2d_cpu(const at::Tensor& input, const at::Tensor& indices, const at::Tensor& weight,
@@ -138,162 +347,26 @@ at::Tensor unpool_conv_transpose2d_cpu(const at::Tensor& input, const at::Tensor
   const std::vector<uint8_t> distinct = distinct_switch_channels(indices, plane, chp, g.n);
 
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "unpool_conv_transpose2d_cpu", [&] {
-    const scalar_t* ip = input.data_ptr<scalar_t>();
-    const int64_t* xp = indices.data_ptr<int64_t>();
-    const scalar_t* wp = wt.data_ptr<scalar_t>();
-    const scalar_t* bp = b.defined() ? b.data_ptr<scalar_t>() : nullptr;
-    scalar_t* op = out.data_ptr<scalar_t>();
     const int64_t C = g.c_in, taps = g.kh * g.kw;
-    const double inv_uw = 1.0 / static_cast<double>(g.uw);
     const bool tap_vector = !g.compact && cblk == C && taps * C <= kTapVector;
     // stride 1 and dilation 1 along x with the whole channel range: a kernel row's taps land on
     // adjacent output pixels, channels-last, and its weights are adjacent too (kW, C_in)
     const bool row_runs = g.sw == 1 && g.dw == 1 && cblk == C;
-
-    at::parallel_for(0, g.n * n_cb, 1, [&](int64_t begin, int64_t end) {
-      // Unpooled planes of this task's active channels with repeated switches, one slot each.
-      // Kept per thread across calls: every entry pass 1 sets, pass 2 clears, so the buffer is
-      // all zeros between tasks.
-      static thread_local std::vector<scalar_t> scratch;
-      std::vector<int64_t> active, slot;
-      std::vector<int32_t> cols(g.w);  // the kept columns of one pooled row
-      bool local_bad = false;
-      for (int64_t task = begin; task < end; ++task) {
-        const int64_t n = task / n_cb, c0 = (task % n_cb) * cblk, cl = std::min(cblk, C - c0);
-        scalar_t* o = op + n * opix * C;
-        if (cl == C && bp == nullptr) {
-          std::memset(o, 0, sizeof(scalar_t) * opix * C);
-        } else {
-          for (int64_t q = 0; q < opix; ++q) {
-            for (int64_t ci = 0; ci < cl; ++ci) o[q * C + c0 + ci] = bp ? bp[c0 + ci] : scalar_t(0);
-          }
-        }
-        // channels with something to contribute: the seed's one channel when compact; otherwise
-        // every channel is read once (one-feature seeds stored densely: all but one are zero)
-        active.clear();
-        if (chp != nullptr) {
-          if (chp[n] < 0 || chp[n] >= g.c_out) {
-            bad_channel.store(true, std::memory_order_relaxed);
-            continue;
-          }
-          active.push_back(chp[n]);
-        }
-        for (int64_t co = 0; co < g.c_out && chp == nullptr; ++co) {
-          const scalar_t* in_c = ip + n * in_sn + co * in_sc;
-          bool any = false;
-          for (int64_t i = 0; i < g.h && !any; ++i) {
-            for (int64_t j = 0; j < g.w; ++j) {
-              const scalar_t v = in_c[i * in_sh + j * in_sw];
-              if (rectify ? v > scalar_t(0) : v != scalar_t(0)) {
-                any = true;
-                break;
-              }
-            }
-          }
-          if (any) active.push_back(co);
-        }
-        if (active.empty()) continue;
-        const int64_t n_act = static_cast<int64_t>(active.size());
-        // a scratch plane only for the channels with repeated switches
-        slot.assign(n_act, -1);
-        int64_t n_slots = 0;
-        for (int64_t a = 0; a < n_act; ++a) {
-          if (distinct.empty() || !distinct[active[a]]) slot[a] = n_slots++;
-        }
-        if (scratch.size() < static_cast<size_t>(n_slots * plane)) scratch.resize(n_slots * plane, scalar_t(0));
-        // the non-zero pooled values of rows [i0, i1) of active channel a (only the positive ones
-        // when `positive`), with their switches, in raster order; a switch outside the plane is
-        // flagged and skipped. Each row is first compacted to the columns it keeps, with no
-        // branch per value: the signs of real activations defeat the branch predictor.
-        auto each_pooled = [&](int64_t a, int64_t i0, int64_t i1, bool positive, auto&& fn) {
-          const scalar_t* in_c = ip + n * in_sn + (chp ? 0 : active[a] * in_sc);
-          const int64_t* ix_c = xp + n * ix_sn + active[a] * ix_sc;
-          int32_t* kept = cols.data();
-          for (int64_t i = i0; i < i1; ++i) {
-            const scalar_t* vrow = in_c + i * in_sh;
-            const int64_t* xrow = ix_c + i * ix_sh;
-            int64_t n_kept = 0;
-            if (positive) {
-              for (int64_t j = 0; j < g.w; ++j) {
-                kept[n_kept] = static_cast<int32_t>(j);
-                n_kept += vrow[j * in_sw] > scalar_t(0);
-              }
-            } else {
-              for (int64_t j = 0; j < g.w; ++j) {
-                kept[n_kept] = static_cast<int32_t>(j);
-                n_kept += vrow[j * in_sw] != scalar_t(0);
-              }
-            }
-            for (int64_t k = 0; k < n_kept; ++k) {
-              const int64_t j = kept[k];
-              const int64_t p = xrow[j * ix_sw];
-              if (!switch_valid(p, plane)) {
-                local_bad = true;
-                continue;
-              }
-              fn(vrow[j * in_sw], p);
-            }
-          }
-        };
-        // pass 1: unpool every channel with repeated switches into its own plane, summing them
-        // (overlapping pools) before the rectifier, as autograd sums them
-        for (int64_t a = 0; a < n_act; ++a) {
-          if (slot[a] < 0) continue;  // distinct switches: no sums to form
-          scalar_t* sc = scratch.data() + slot[a] * plane;
-          each_pooled(a, 0, g.h, false, [&](scalar_t v, int64_t p) { sc[p] += v; });
-        }
-        // pass 2: each distinct switch once, rectified, handed to `use(p, u, w_c)` with its
-        // channel's weights (kH, kW, C_in). In bands of pooled rows with every channel inside a
-        // band, so what a band writes stays in cache; the order of contributions to an output
-        // element does not depend on the task split.
-        auto each_value = [&](auto&& use) {
-          for (int64_t i0 = 0; i0 < g.h; i0 += kBandRows) {
-            const int64_t i1 = std::min(g.h, i0 + kBandRows);
-            for (int64_t a = 0; a < n_act; ++a) {
-              scalar_t* sc = slot[a] >= 0 ? scratch.data() + slot[a] * plane : nullptr;
-              const scalar_t* w_c = wp + active[a] * taps * C;
-              // distinct switches: the value is the unpooled value, so the rectifier can skip it here
-              each_pooled(a, i0, i1, rectify && sc == nullptr, [&](scalar_t v, int64_t p) {
-                scalar_t u = v;
-                if (sc != nullptr) {
-                  u = sc[p];
-                  sc[p] = scalar_t(0);
-                }
-                if (u == scalar_t(0) || (rectify && u < scalar_t(0))) return;
-                use(p, u, w_c);
-              });
-            }
-          }
-        };
-        if (tap_vector && n_act >= kTapVectorMinChannels) {
-          // one contiguous vector per value into its position's slot, then the gather
-          static thread_local std::vector<scalar_t> z_plane;  // plane x taps x C_in slots
-          if (z_plane.size() < static_cast<size_t>(plane * taps * C)) z_plane.resize(plane * taps * C, scalar_t(0));
-          scalar_t* z = z_plane.data();
-          each_value([&](int64_t p, scalar_t u, const scalar_t* w_c) { axpy(z + p * taps * C, w_c, u, taps * C); });
-          tap_vector_gather(g, z, taps * C, bp, o);
-          continue;
-        }
-        each_value([&](int64_t p, scalar_t u, const scalar_t* w_c) {  // through the taps into the output
-          int64_t y, x;
-          row_col(p, g.uw, inv_uw, &y, &x);
-          int64_t ky0, ky1, kx0, kx1;
-          tap_range(y, g.kh, g.sh, g.ph, g.dh, g.oh, &ky0, &ky1);
-          tap_range(x, g.kw, g.sw, g.pw, g.dw, g.ow, &kx0, &kx1);
-          for (int64_t ky = ky0; ky < ky1; ++ky) {
-            scalar_t* orow = o + tap_target(y, ky, g.sh, g.ph, g.dh) * g.ow * C + c0;
-            if (row_runs) {  // the row's taps hit adjacent output pixels: one run of (kx1 - kx0) x C
-              axpy(orow + tap_target(x, kx0, g.sw, g.pw, g.dw) * C, w_c + (ky * g.kw + kx0) * C, u, (kx1 - kx0) * C);
-              continue;
-            }
-            for (int64_t kx = kx0; kx < kx1; ++kx) {
-              axpy(orow + tap_target(x, kx, g.sw, g.pw, g.dw) * C, w_c + (ky * g.kw + kx) * C + c0, u, cl);
-            }
-          }
-        });
-      }
-      if (local_bad) bad_switch.store(true, std::memory_order_relaxed);
-    });
+    const Tasks<scalar_t> tasks{&g,
+                                input.data_ptr<scalar_t>(),
+                                indices.data_ptr<int64_t>(),
+                                wt.data_ptr<scalar_t>(),
+                                b.defined() ? b.data_ptr<scalar_t>() : nullptr,
+                                out.data_ptr<scalar_t>(),
+                                chp,
+                                &distinct,
+                                &bad_switch,
+                                &bad_channel,
+                                cblk, n_cb, plane, opix,
+                                in_sn, in_sc, in_sh, in_sw, ix_sn, ix_sc, ix_sh, ix_sw,
+                                rectify, tap_vector, row_runs};
+    const auto run = tasks_variant<scalar_t>();
+    at::parallel_for(0, g.n * n_cb, 1, [&](int64_t begin, int64_t end) { run(tasks, begin, end); });
   });
   CNNAURAL_CHECK(!bad_channel.load(), kOp, "channels must lie in [0, ", g.c_out, ")");
   CNNAURAL_CHECK(!bad_switch.load(), kOp, "indices must lie in [0, H*W) = [0, ", plane, ") for unpool_size (",
