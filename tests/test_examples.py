@@ -22,7 +22,6 @@ def track(tmp_path):
 
 @pytest.mark.parametrize("script, extra", [
     ("auralise_own_model.py", ["--features", "top:2", "--duration", "1.5"]),
-    ("listen_while_training.py", ["--steps", "2", "--every", "2"]),
 ])
 def test_example_runs(script, extra, track, tmp_path, monkeypatch):
     out = tmp_path / "out"
@@ -31,6 +30,30 @@ def test_example_runs(script, extra, track, tmp_path, monkeypatch):
         runpy.run_path(str(ROOT / "python" / script), run_name="__main__")
     assert e.value.code == 0
     assert list(out.glob("*.wav"))
+
+
+@pytest.mark.parametrize("mode", ["toy", "corpus"])
+def test_listen_while_training_logs_audio_to_tensorboard(mode, track, tmp_path, monkeypatch, request):
+    """The training example, on its toy task and on a small corpus: the event file has the audio."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "out"
+    extra = ["--steps", "2", "--every", "2", "--width", "4"]
+    if mode == "corpus":
+        extra += ["--data", str(request.getfixturevalue("synthetic_corpus")), "--clips-per-track", "1",
+                  "--batch-size", "2", "--cache-dir", str(tmp_path / "cache")]
+    script = "listen_while_training.py"
+    monkeypatch.setattr(sys, "argv", [script, str(track), "--out", str(out), *extra])
+    with pytest.raises(SystemExit) as e:
+        runpy.run_path(str(ROOT / "python" / script), run_name="__main__")
+    assert e.value.code == 0
+    acc = EventAccumulator(str(out), size_guidance={"audio": 0})
+    acc.Reload()
+    audio = [t for t in acc.Tags()["audio"] if "/layer" in t]
+    assert len(audio) == 2 * 4  # layers 1 and 5, top:4 features
+    assert all([ev.step for ev in acc.Audio(t)] == [2] for t in audio)
+    assert [ev.step for ev in acc.Audio("auralisation/probe/original")] == [2]
 
 
 def test_benchmark_script_runs(tmp_path):
