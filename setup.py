@@ -25,17 +25,41 @@ Environment switches, read once and printed:
 import glob
 import os
 import platform
+import re
 
 from setuptools import setup
 
-VERSION = "0.1.0"
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def project_version() -> str:
+    """[project] version of pyproject.toml: the one place the version is written (setuptools
+    reads it there for the package, CMakeLists.txt for the C++ library)."""
+    path = os.path.join(ROOT, "pyproject.toml")
+    try:
+        import tomllib  # Python 3.11
+    except ModuleNotFoundError:  # Python 3.10: the [project] table's `version = "..."` line
+        table, version = None, None
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if m := re.match(r"\s*\[([^\]]+)\]", line):
+                    table = m.group(1).strip()
+                elif table == "project" and (m := re.match(r'\s*version\s*=\s*"([^"]+)"', line)):
+                    version = m.group(1)
+        if version is None:
+            raise RuntimeError(f"no [project] version in {path}")
+        return version
+    with open(path, "rb") as f:
+        return tomllib.load(f)["project"]["version"]
+
+
+VERSION = project_version()
 
 
 def extensions():
     import torch
     from torch.utils import cpp_extension
 
-    root = os.path.dirname(os.path.abspath(__file__))
     cpp = sorted(glob.glob(os.path.join("csrc", "**", "*.cpp"), recursive=True))
     cu = sorted(glob.glob(os.path.join("csrc", "**", "*.cu"), recursive=True))
     skip_cuda = os.environ.get("CNNAURAL_SKIP_CUDA", "0") == "1"
@@ -60,12 +84,12 @@ def extensions():
     if with_cuda:
         macros.append(("CNNAURAL_WITH_CUDA", None))
         ext = cpp_extension.CUDAExtension(
-            "cnnaural_ext._C", cpp + cu, define_macros=macros, include_dirs=[os.path.join(root, "csrc")],
+            "cnnaural_ext._C", cpp + cu, define_macros=macros, include_dirs=[os.path.join(ROOT, "csrc")],
             extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "--expt-relaxed-constexpr"]},
             extra_link_args=["-fopenmp"])
     else:
         ext = cpp_extension.CppExtension(
-            "cnnaural_ext._C", cpp, define_macros=macros, include_dirs=[os.path.join(root, "csrc")],
+            "cnnaural_ext._C", cpp, define_macros=macros, include_dirs=[os.path.join(ROOT, "csrc")],
             extra_compile_args={"cxx": cxx}, extra_link_args=["-fopenmp"])
     return [ext], {"build_ext": cpp_extension.BuildExtension}
 
