@@ -47,8 +47,8 @@ UnpoolConvGeometry check_unpool_conv(const char* op, const at::Tensor& input, co
                    "channels must be int64 (N=", g.n, "), got ", channels->scalar_type(), " ", channels->sizes());
     check_same_device(input, *channels, op, "input", "channels");
   } else {
-    CNNAURAL_CHECK(input.size(1) == g.c_out, op, "input ", input.sizes(), " and indices ", indices.sizes(),
-                   " must have the same number of channels");
+    CNNAURAL_CHECK(input.size(1) == g.c_out, op, "indices ", indices.sizes(), " must be (N or 1, C, h, w) with the C=",
+                   input.size(1), " channels of input ", input.sizes());
   }
   CNNAURAL_CHECK(indices.size(2) == g.h && indices.size(3) == g.w &&
                      (indices.size(0) == g.n || indices.size(0) == 1),
