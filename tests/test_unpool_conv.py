@@ -217,7 +217,7 @@ def test_unpool_conv_transpose2d_shape_errors(device):
     cases = [
         (lambda: f(x[0], idx[0], w, unpool_size=(6, 6)), "4-D"),
         (lambda: f(x, idx.int(), w, unpool_size=(6, 6)), "int64"),
-        (lambda: f(x, idx[:, :2], w, unpool_size=(6, 6)), r"indices .* must have the same number of channels"),
+        (lambda: f(x, idx[:, :2], w, unpool_size=(6, 6)), r"indices .* must be"),
         (lambda: f(x, idx[:, :, :2], w, unpool_size=(6, 6)), r"indices .* must be"),
         (lambda: f(torch.cat([x, x[:1]]), idx, w, unpool_size=(6, 6)), r"N or 1"),
         (lambda: f(x, idx, w[:2], unpool_size=(6, 6)), r"weight .* must be \(C_out=3"),

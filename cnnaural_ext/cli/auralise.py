@@ -73,7 +73,7 @@ def cmd_info(args) -> int:
     print(f"cnnaural_ext {__version__}, torch {torch.__version__}")
     if info["native"]:
         print(f"native extension: built (CUDA: {info['cuda']}, OpenMP: {info['openmp']}, "
-              f"threads: {info['aten_threads']})")
+              f"threads: {info['aten_threads']}, CPU loops: {info.get('cpu_isa', '?')})")
     else:
         print(f"native extension: not built ({info['reason']})")
     print(f"CNNAURAL_BACKEND: {ops.backend()}")
