@@ -239,3 +239,37 @@ def test_native_and_reference_auralisations_agree_on_the_paper_model(layer, devi
     scale = ref.maps.abs().amax()
     torch.testing.assert_close(native.maps, ref.maps, rtol=1e-5, atol=1e-5 * float(scale))
     torch.testing.assert_close(native.audio, ref.audio, rtol=1e-5, atol=1e-5 * float(ref.audio.abs().amax()))
+
+
+def test_both_cpu_loop_variants_equal_the_reference():
+    """The fused op's CPU loop runs as the AVX2+FMA variant where the CPU has it and as the default
+    loops elsewhere (chosen once per process): the default loops, forced with
+    CNNAURAL_CPU_ISA=default in a fresh process, also equal the reference, so a machine without
+    AVX2 is covered here too."""
+    import os
+    import subprocess
+    import sys
+
+    code = r"""
+import torch
+from cnnaural_ext import _C, reference
+from helpers import pooled_case
+print(_C.build_info()["cpu_isa"])
+for i, (n, c_out, c_in, sparsity, bc) in enumerate([(3, 4, 5, "dense", True), (2, 6, 17, "half", False),
+                                                     (4, 3, 1, "one-feature", True), (1, 8, 64, "dense", True)]):
+    x, idx, w, usize = pooled_case(i, n, c_out, c_in, 13, 11, 2, 2, (3, 3), (1, 1), (1, 1), (1, 1), torch.float64,
+                                   bc, sparsity)
+    got = torch.ops.cnnaural.unpool_conv_transpose2d(x, idx, w, None, usize, (1, 1), (1, 1), (0, 0), (1, 1), True, None)
+    want = reference.unpool_conv_transpose2d(x, idx, w, None, unpool_size=usize, stride=(1, 1), padding=(1, 1))
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+print("ok")
+"""
+    tests = os.path.dirname(os.path.abspath(__file__))
+    for isa in ("default", "auto"):
+        env = dict(os.environ, CNNAURAL_CPU_ISA=isa, PYTHONPATH=tests + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+        assert r.returncode == 0, r.stderr
+        lines = r.stdout.split()
+        assert lines[-1] == "ok"
+        if isa == "default":
+            assert lines[0] == "default"
