@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import CnnauralError
-from .common import add_model, load_auraliser
+from .common import add_audio_format, add_model, add_request, load_auraliser
 
 
 def register(sub) -> None:
@@ -19,21 +19,11 @@ def register(sub) -> None:
     p.add_argument("--out", metavar="OUT", help="the catalogue folder")
     p.add_argument("--status", metavar="OUT", help="print where the catalogue OUT stands and exit")
     add_model(p)
-    p.add_argument("--layers", default="1", help="1-based conv layer(s), comma-separated, or 'all' (default 1)")
-    p.add_argument("--features", default="top:3",
-                   help="features auralised per layer: '0,7' | 'all' | 'top:K' (default top:3); the activation "
-                   "table always holds every feature")
+    add_request(p, features="top:3")  # auralised per layer; the activation table holds every feature
     p.add_argument("--offset", type=float, default=0.0, help="start of the auralised excerpt, seconds (default 0)")
     p.add_argument("--duration", type=float, default=4.0,
                    help="seconds auralised per track (default 4; 0 = to the end); activations cover the whole track")
-    p.add_argument("--mode", choices=["mask", "magnitude"], default="mask", help="as `auralise` (default mask)")
-    p.add_argument("--phase", choices=["original", "griffinlim"], default="original",
-                   help="as `auralise` (default original)")
-    p.add_argument("--seed", choices=["map", "max"], default="map", help="as `auralise` (default map)")
-    p.add_argument("--no-normalize", action="store_true", help="do not peak-normalise the clips")
-    p.add_argument("--format", choices=["flac", "wav"], default="flac", help="audio files to write (default flac)")
-    p.add_argument("--subtype", choices=["PCM_16", "PCM_24", "FLOAT"], default="PCM_16",
-                   help="sample format (default PCM_16; FLOAT is wav only)")
+    add_audio_format(p, default="flac")
     p.add_argument("--figures", action="store_true", help="also write the deconvolved maps and a figure per layer")
     p.add_argument("--window", type=float, default=4.0,
                    help="seconds per window of the activation table's per-window maxima (default 4)")

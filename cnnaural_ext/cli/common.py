@@ -79,11 +79,11 @@ def add_input(p, duration: float = 4.0) -> None:
                    "0 = whole track)")
 
 
-def add_request(p) -> None:
+def add_request(p, features: str = "all") -> None:
     """What to auralise and how: --layers, --features, --mode, --phase, --seed, --no-normalize."""
     p.add_argument("--layers", default="1", help="1-based conv layer(s), comma-separated, or 'all' (default 1)")
     p.add_argument("--layer", dest="layers", action=Renamed, new="--layers")
-    p.add_argument("--features", default="all", help="'0,7' | 'all' | 'top:K' (default all)")
+    p.add_argument("--features", default=features, help=f"'0,7' | 'all' | 'top:K' (default {features})")
     p.add_argument("--mode", choices=["mask", "magnitude"], default="mask",
                    help="mask: Y = X * D, the original code (default); magnitude: |Y| from relu(D), phase of X")
     p.add_argument("--phase", choices=["original", "griffinlim"], default="original",
@@ -96,7 +96,13 @@ def add_request(p) -> None:
 def add_output(p) -> None:
     """--out, --format and --subtype of auralised clips."""
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--format", choices=["wav", "flac"], default="wav", help="audio files to write (default wav)")
+    add_audio_format(p)
+
+
+def add_audio_format(p, default: str = "wav") -> None:
+    """--format and --subtype of auralised clips."""
+    p.add_argument("--format", choices=["wav", "flac"], default=default,
+                   help=f"audio files to write (default {default})")
     p.add_argument("--subtype", choices=["PCM_16", "PCM_24", "FLOAT"], default="PCM_16",
                    help="sample format (default PCM_16; FLOAT is wav only)")
 
