@@ -26,7 +26,10 @@ def test_table_matches_direct_activations(tmp_path, aur):
     _, S = aur.spectrogram(wave)
     T, hop = S.shape[-1], aur.spectrogram.hop_length
     for layer in (1, 5):
-        act = aur.deconvnet.activations(S[None, None], layer)[0]  # (C, h, w)
+        # the table's pass runs channels-last; its maps equal the plain pass to rounding
+        act = aur.deconvnet.activations(S[None, None].contiguous(memory_format=torch.channels_last), layer)[0]
+        plain = aur.deconvnet.activations(S[None, None], layer)[0]
+        torch.testing.assert_close(act, plain, rtol=1e-4, atol=1e-6)
         C, h, w = act.shape
         rows = [r for r in table if r["id"] == track_id("a/long.flac") and r["layer"] == layer]
         assert [r["feature"] for r in rows] == list(range(C))  # every feature, not just the auralised ones

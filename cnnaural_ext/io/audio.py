@@ -53,9 +53,14 @@ def load(path, sample_rate: int | None = None, *, offset: float = 0.0,
         raise CnnauralError(f"cannot read audio from {path}: {e}") from None
     if data.shape[0] == 0:
         raise CnnauralError(f"{path} holds no audio samples")
-    x = data.T  # (channels, n)
-    if mono:
-        x = x.mean(axis=0)
+    if mono:  # a sum of columns: numpy's mean over the short channel axis is ten times slower
+        x = data[:, 0].copy()
+        for c in range(1, data.shape[1]):
+            x += data[:, c]
+        if data.shape[1] > 1:
+            x /= np.float32(data.shape[1])
+    else:
+        x = data.T  # (channels, n)
     if sample_rate is not None and sample_rate != sr:
         x = resample(x, sr, sample_rate)
         sr = sample_rate
