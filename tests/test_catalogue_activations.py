@@ -1,11 +1,14 @@
 """catalogue.activations: the table rows against a direct DeconvNet.activations computation."""
 import math
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 import torch
 
 from catalogue_helpers import make_tree
 from cnnaural_ext import Auraliser
+from cnnaural_ext.errors import CnnauralError
 from cnnaural_ext.catalogue import read_activations, run_catalogue, track_id
 from cnnaural_ext.catalogue.activations import layer_rows, min_frames
 from cnnaural_ext.io import load
@@ -69,3 +72,19 @@ def test_min_frames_is_the_smallest_input(aur):
     x = torch.zeros(1, 1, aur.spectrogram.n_bins, need)
     assert aur.deconvnet.activations(x, 5).shape[-1] == 1
     assert min_frames(aur, 1) == 2
+
+
+def test_read_activations_filters_layers_features_columns(tmp_path, aur):
+    src = make_tree(tmp_path / "src", {"a/one.wav": 3.0, "b/two.wav": 3.0})
+    out = tmp_path / "out"
+    assert run_catalogue(src, out, auraliser=aur, layers="1,5", features=[0], duration=2.0, workers=0,
+                         progress=False)["ok"] == 2
+    full = read_activations(out)
+    part = read_activations(out, layers=[5], features=[0, 3], columns=["max"])
+    assert part.column_names == ["id", "layer", "feature", "max"]  # the keys always come along
+    want = full.filter(pc.and_(pc.equal(full["layer"], 5), pc.is_in(full["feature"], pa.array([0, 3], pa.int32()))))
+    assert part.num_rows == 4 and part.to_pylist() == want.select(part.column_names).to_pylist()
+    assert read_activations(out, layers=1).num_rows == full.num_rows - 2 * aur.deconvnet.n_features(5)
+    with pytest.raises(CnnauralError, match="no column 'maximum'"):
+        read_activations(out, columns=["maximum"])
+    assert read_activations(tmp_path / "empty", columns=["max"]).column_names == ["id", "layer", "feature", "max"]

@@ -147,25 +147,48 @@ def activation_table(cols: dict, run: str):
     })
 
 
-def read_activations(out):
+#: the columns of the activation table, in order
+COLUMNS = ("id", "relative_path", "layer", "feature", "mean", "max", "max_time", "active", "window_max", "duration",
+           "run")
+
+
+def read_activations(out, *, layers=None, features=None, columns=None):
     """The activation table of OUT as one pyarrow Table: the rows of each track's latest ok
-    ledger row's part only (no orphans, no duplicates), sorted by id, layer, feature."""
+    ledger row's part only (no orphans, no duplicates), sorted by id, layer, feature.
+
+    Args:
+        layers, features: keep only these layers / features (ints or lists of ints); the filter
+            is pushed into the Parquet reader, so a 100,000-track catalogue is read a layer at a time.
+        columns: keep only these columns (`COLUMNS`; id, layer and feature are always kept).
+            Leaving out window_max, the one list column, makes the read several times lighter.
+    """
     from .ledger import latest_states
     from .tables import import_pyarrow, read_parquet
 
     pa, _ = import_pyarrow()
     import pyarrow.compute as pc
 
+    filters = []
+    for name, value in (("layer", layers), ("feature", features)):
+        if value is not None:
+            values = [int(v) for v in ([value] if isinstance(value, int) else value)]
+            filters.append((name, "in", values))
+    if columns is not None:
+        bad = [c for c in columns if c not in COLUMNS]
+        if bad:
+            raise CnnauralError(f"the activation table has no column {bad[0]!r}; its columns: {', '.join(COLUMNS)}")
+        columns = [c for c in COLUMNS if c in set(columns) | {"id", "layer", "feature"}]
     keep: dict = {}
     for row in latest_states(out).values():
         if row["status"] == "ok" and row.get("part"):
             keep.setdefault(row["part"], set()).add(row["id"])
     tables = []
     for part, ids in sorted(keep.items()):
-        t = read_parquet(Path(out) / "activations" / part)
+        t = read_parquet(Path(out) / "activations" / part, columns=columns, filters=filters or None)
         mask = pc.is_in(t["id"], value_set=pa.array(sorted(ids), pa.string()))
         tables.append(t.filter(mask))
     if not tables:
-        return activation_table({}, "")
+        t = activation_table({}, "")
+        return t.select(columns) if columns is not None else t
     t = pa.concat_tables(tables)
     return t.sort_by([("id", "ascending"), ("layer", "ascending"), ("feature", "ascending")])

@@ -300,7 +300,8 @@ def build_atlas(out, *, layers=None, top: int = 8, auraliser=None, model=None, d
         auraliser = load_model(out, recorded, model, device)
     else:
         check_model(auraliser, recorded, out)
-    table = read_activations(out)  # a missing pyarrow is a clear error here
+    # only the chosen layers and the columns the atlas shows: a 100,000-track table stays light
+    table = read_activations(out, layers=chosen, columns=("relative_path", "max", "mean", "window_max", "duration"))
     import pyarrow.compute as pc
 
     if table.num_rows == 0:

@@ -36,7 +36,8 @@ def write_parquet(path, table, *, fsync: bool = False):
     return atomic_write(path, write)
 
 
-def read_parquet(path):
-    """A whole Parquet file as a pyarrow Table."""
+def read_parquet(path, *, columns=None, filters=None):
+    """A Parquet file as a pyarrow Table: all of it, or only `columns` and the rows `filters`
+    (pyarrow's DNF form, e.g. [("layer", "in", [1, 5])]) keep, pushed into the reader."""
     _, pq = import_pyarrow()
-    return pq.read_table(str(path))
+    return pq.read_table(str(path), columns=columns, filters=filters)
