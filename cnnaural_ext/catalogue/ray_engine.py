@@ -135,7 +135,9 @@ def start_ray(ray, address: str | None) -> bool:
         if address:
             raise CnnauralError("Ray is already initialised in this process; leave out --ray-address")
         return False
-    kw = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    # Ray's own notes (token authentication, Ray Data's execution notes) say nothing a catalogue
+    # user can act on: only its errors are shown
+    kw = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     try:
         if address:
             ray.init(address=address, **kw)
@@ -172,7 +174,7 @@ def ray_results(auraliser, todo: list, job, work, *, workers: int | None, addres
     ray = import_ray()
     recipe = model_recipe(auraliser)
     started = start_ray(ray, address)
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
     try:
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
