@@ -10,6 +10,7 @@ from . import models
 from .auralise import AuralisationResult, Auraliser
 from .deconvnet import DeconvNet
 from .errors import CnnauralError
+from .modules import UnpoolConvTranspose2d
 from .ops import masked_istft, unpool_conv_transpose2d
 from .spectrogram import Spectrogram
 
@@ -19,4 +20,4 @@ except PackageNotFoundError:  # a source tree that was never installed
     __version__ = "unknown"
 
 __all__ = ["AuralisationResult", "Auraliser", "CnnauralError", "DeconvNet", "masked_istft", "unpool_conv_transpose2d",
-           "Spectrogram", "models", "__version__"]
+           "Spectrogram", "UnpoolConvTranspose2d", "models", "__version__"]

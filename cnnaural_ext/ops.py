@@ -6,6 +6,11 @@ dtype is float32 or float64 and the case needs no autograd the kernel lacks; oth
 reference runs (float16/bfloat16 included). `CNNAURAL_BACKEND=reference`
 forces the reference everywhere (for comparisons); `CNNAURAL_BACKEND=native` makes a missing
 native kernel an error instead of a silent fallback.
+
+Compiling: which (op, device) pairs have a native kernel is read once at import, and the checks
+that need the host (the C++ argument checks, reading switches and channels) are skipped while
+torch.compile traces, so both ops compile with fullgraph=True (the native kernels check every
+switch and channel themselves; the reference then relies on PyTorch's own checks).
 """
 from __future__ import annotations
 
@@ -49,11 +54,25 @@ def build_info() -> dict:
     return info
 
 
+def _native_kernels() -> frozenset:
+    """(op, device type) pairs with a native kernel, read once: the extension registers all its
+    kernels when it loads. A set lookup, unlike asking the dispatcher, is traceable by
+    torch.compile (Dynamo), so the routing below compiles with fullgraph=True."""
+    if _C is None:
+        return frozenset()
+    found = set()
+    for op in ("unpool_conv_transpose2d", "masked_istft"):
+        for device, key in (("cpu", "CPU"), ("cuda", "CUDA")):
+            if hasattr(torch.ops.cnnaural, op) and torch._C._dispatch_has_kernel_for_dispatch_key(f"cnnaural::{op}", key):
+                found.add((op, device))
+    return frozenset(found)
+
+
+_NATIVE_KERNELS = _native_kernels()
+
+
 def _has_native_kernel(op: str, device: torch.device) -> bool:
-    if _C is None or not hasattr(torch.ops.cnnaural, op):
-        return False
-    key = {"cpu": "CPU", "cuda": "CUDA"}.get(device.type)
-    return key is not None and torch._C._dispatch_has_kernel_for_dispatch_key(f"cnnaural::{op}", key)
+    return (op, device.type) in _NATIVE_KERNELS
 
 
 NATIVE_DTYPES = (torch.float32, torch.float64)
@@ -187,10 +206,11 @@ def unpool_conv_transpose2d(input: torch.Tensor, indices: torch.Tensor, weight: 
         # the kernels check every switch and channel where they read it (on a GPU with one small
         # read-back, instead of the three a check here would cost)
         return _native(op, torch.ops.cnnaural.unpool_conv_transpose2d, *args, rectify, channels)
-    _check(op, "check_unpool_conv_transpose2d", *args, channels)
-    if channels is not None and input.shape[0] and (int(channels.min()) < 0 or int(channels.max()) >= indices.shape[1]):
-        raise CnnauralError(f"{op}: channels must lie in [0, {indices.shape[1]})")
-    check_indices(indices, args[4], op)  # before max_unpool2d reads them: no device assert
+    if not torch.compiler.is_compiling():  # checks a compiled graph cannot hold (host calls, data reads)
+        _check(op, "check_unpool_conv_transpose2d", *args, channels)
+        if channels is not None and input.shape[0] and (int(channels.min()) < 0 or int(channels.max()) >= indices.shape[1]):
+            raise CnnauralError(f"{op}: channels must lie in [0, {indices.shape[1]})")
+        check_indices(indices, args[4], op)  # before max_unpool2d reads them: no device assert
     return _reference(op, reference.unpool_conv_transpose2d, *args[:4], unpool_size=args[4], stride=args[5],
                       padding=args[6], output_padding=args[7], dilation=args[8], rectify=rectify, channels=channels)
 
@@ -245,6 +265,8 @@ _window_cache: dict = {}
 
 
 def _default_window(win_length, dtype, device):
+    if torch.compiler.is_compiling():  # a constant of the compiled graph
+        return torch.ones(win_length, dtype=dtype, device=device)
     key = (win_length, dtype, device)
     w = _window_cache.get(key)
     if w is None:
@@ -291,6 +313,7 @@ def masked_istft(stft: torch.Tensor, gain: torch.Tensor, *, n_fft: int, hop_leng
     needs_grad = torch.is_grad_enabled() and (gain.requires_grad or stft.requires_grad or window.requires_grad)
     if _use_native("masked_istft", gain.device, needs_grad, gain.dtype):
         return _native("masked_istft", torch.ops.cnnaural.masked_istft, *args)
-    _check("masked_istft", "check_masked_istft", *args)
+    if not torch.compiler.is_compiling():
+        _check("masked_istft", "check_masked_istft", *args)
     return _reference("masked_istft", reference.masked_istft, stft, gain, n_fft=n_fft, hop_length=hop_length,
                       win_length=win_length, window=window, center=center, length=length, mode=mode)
