@@ -184,8 +184,7 @@ def test_readme_row_recomputed_on_the_real_corpus(tmp_path):
         corpus.prepare_corpus(data)
     aur = Auraliser.pretrained()
     clips_ = fa.split_clips(aur, data, "test", clips_per_track=README_CLIPS_PER_TRACK)
-    res = fa.faithfulness(aur, clips_, layers=[1], top=1, steps=10, units=False, explainers=["deconvnet"],
-                          progress=False)
+    res = fa.faithfulness(aur, clips_, layers=[], steps=10, units=False, explainers=["deconvnet"], progress=False)
     row = next(r for r in res["classes"] if r["target"] == "output" and r["explainer"] == "deconvnet")
     want = _readme_row("output", "deconvnet")
     for k, digits in (("AI", 1), ("AD", 1), ("AG", 1), ("FF", 3), ("Fid-In", 2), ("deletion_auc", 3),

@@ -331,7 +331,8 @@ def faithfulness(auraliser, clips, *, layers=(1,), top: int = 3, steps: int = 10
     Args:
         auraliser: an `Auraliser` whose model ends in class scores.
         clips: a list of `Clip` (e.g. `split_clips`), or of waveforms (n,).
-        layers: conv layers whose top features are measured (list or "1,5" / "all").
+        layers: conv layers whose top features are measured (list or "1,5" / "all"; empty: the
+            class targets only).
         top: features per layer (the most active on each clip).
         steps: the deletion/insertion curves take q = 0, 1/steps, ..., 1.
         seed: the deconvnet's seed kind ("map" | "max").
@@ -362,7 +363,8 @@ def faithfulness(auraliser, clips, *, layers=(1,), top: int = 3, steps: int = 10
     if seed not in ("map", "max"):
         raise CnnauralError(f"seed must be 'map' or 'max' (got {seed!r})")
     listener = Listener(auraliser)
-    layers = [layer for layer in parse_layers(layers, listener.dn.n_layers) if layer != "output"]
+    layers = ([] if layers is None or (not isinstance(layers, (str, int)) and not list(layers))
+              else [layer for layer in parse_layers(layers, listener.dn.n_layers) if layer != "output"])
     if units and not layers:
         raise CnnauralError("the unit measures need at least one conv layer (--layers)")
     clips = [c if isinstance(c, Clip) else Clip(torch.as_tensor(c, dtype=torch.float32), f"clip{i}")
