@@ -19,12 +19,7 @@ from .errors import CnnauralError
 
 
 def _pair(v, name: str) -> tuple:
-    if isinstance(v, int):
-        return (v, v)
-    v = tuple(int(a) for a in v)
-    if len(v) != 2:
-        raise CnnauralError(f"UnpoolConvTranspose2d: {name} must be an int or a pair (got {v})")
-    return v
+    return ops.as_pair(v, name, "UnpoolConvTranspose2d")
 
 
 class UnpoolConvTranspose2d(nn.Module):

@@ -141,12 +141,13 @@ def _reference(op: str, fn, *args, **kwargs):
 # ---------------------------------------------------------------------------------------------
 # unpool_conv_transpose2d
 # ---------------------------------------------------------------------------------------------
-def _pair(v, name):
+def as_pair(v, name: str, owner: str = "unpool_conv_transpose2d") -> tuple:
+    """An int or a pair as a pair of ints; anything else is a CnnauralError naming `owner`."""
     if isinstance(v, int):
         return (v, v)
     v = tuple(int(a) for a in v)
     if len(v) != 2:
-        raise CnnauralError(f"unpool_conv_transpose2d: {name} must be an int or a pair (got {v})")
+        raise CnnauralError(f"{owner}: {name} must be an int or a pair (got {v})")
     return v
 
 
@@ -200,8 +201,8 @@ def unpool_conv_transpose2d(input: torch.Tensor, indices: torch.Tensor, weight: 
     for name, t in (("input", input), ("indices", indices), ("weight", weight)):
         if not isinstance(t, torch.Tensor):
             raise CnnauralError(f"{op}: {name} must be a tensor (got {type(t).__name__})")
-    args = (input, indices, weight, bias, _pair(unpool_size, "unpool_size"), _pair(stride, "stride"),
-            _pair(padding, "padding"), _pair(output_padding, "output_padding"), _pair(dilation, "dilation"))
+    args = (input, indices, weight, bias, as_pair(unpool_size, "unpool_size"), as_pair(stride, "stride"),
+            as_pair(padding, "padding"), as_pair(output_padding, "output_padding"), as_pair(dilation, "dilation"))
     if _use_native(op, input.device, False, input.dtype):
         # the kernels check every switch and channel where they read it (on a GPU with one small
         # read-back, instead of the three a check here would cost)
