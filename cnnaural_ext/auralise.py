@@ -64,25 +64,42 @@ class AuralisationResult:
 
 
 def parse_layers(layers, n_layers: int) -> list:
-    """Resolve a layers spec — int | "output" | list | "1,5" | "all" — to a list of layers.
+    """Resolve a layers spec — int | "output" | module name | list | "1,5" | "1,layer2.0.conv1" |
+    "all" — to a list of layers.
 
-    Layers are 1-based conv layers; "output" names the class scores. Range is checked by
-    DeconvNet; this only parses.
+    Layers are 1-based conv layers, module names (that module's output) or "output" (the class
+    scores). Ranges and names are checked by DeconvNet; this only parses.
     """
-    if isinstance(layers, (int, str)) and not isinstance(layers, bool):
-        text = str(layers).strip().lower()
-        if text == "all":
+    if isinstance(layers, bool):
+        raise CnnauralError(f"layers are integers 1..{n_layers}, module names, 'all' or 'output' (got {layers!r})")
+    if isinstance(layers, (int, str)):
+        text = str(layers).strip()
+        if text.lower() == "all":
             return list(range(1, n_layers + 1))
         layers = [p.strip() for p in text.split(",") if p.strip()]
     out = []
-    for part in layers:
-        if str(part).lower() == "output":
-            out.append("output")
+    try:
+        parts = list(layers)
+    except TypeError:
+        raise CnnauralError(f"layers are integers 1..{n_layers}, module names, 'all' or 'output' "
+                            f"(got {layers!r})") from None
+    for part in parts:
+        if isinstance(part, bool):
+            raise CnnauralError(f"layers are integers 1..{n_layers}, module names, 'all' or 'output' (got {part!r})")
+        if isinstance(part, str):
+            text = part.strip()
+            if text.lower() == "output":
+                out.append("output")
+            elif text.lstrip("+-").isdigit():
+                out.append(int(text))
+            elif text:
+                out.append(text)
             continue
         try:
             out.append(int(part))
         except (TypeError, ValueError):
-            raise CnnauralError(f"layers are integers 1..{n_layers}, 'all' or 'output' (got {layers!r})") from None
+            raise CnnauralError(f"layers are integers 1..{n_layers}, module names, 'all' or 'output' "
+                                f"(got {layers!r})") from None
     if not out:
         raise CnnauralError("no layers selected")
     return out
@@ -97,9 +114,16 @@ class Auraliser:
     """Listen to the learned features of `model`, whose input is `spectrogram`'s network input.
 
     Args:
-        model: a CNN DeconvNet can read; its input is (1, 1, F', T).
-        spectrogram: the Spectrogram the model was trained with.
+        model: any CNN `DeconvNet` takes (see its docs and the README's "Your own model"). Its
+            input is what its first convolution asks for: (1, 1, F', T) for a Conv2d, (1, F', T)
+            for a Conv1d over spectrogram frames (in_channels = F'), or the waveform (1, n) when
+            the model's first module is a front end (a `cnnaural_ext.Spectrogram`); the maps are
+            then taken at the front end's output.
+        spectrogram: the Spectrogram the model was trained with; optional when the model's first
+            module is a `Spectrogram` (that one is used; one given too must have its configuration).
         device: where to run (default: the model's device).
+        max_batch_bytes: the deconvnet's seed-chunk budget (see `DeconvNet`); None (default):
+            from the device's free memory (`deconvnet.memory_budget`).
 
     Attributes:
         source (str): where the model came from: a checkpoint path, "shipped", or the model's
@@ -107,16 +131,19 @@ class Auraliser:
         meta (dict): what the checkpoint records besides the weights (classes, metrics, split).
     """
 
-    def __init__(self, model: torch.nn.Module, spectrogram: Spectrogram, device=None):
+    def __init__(self, model: torch.nn.Module, spectrogram: Spectrogram | None = None, device=None,
+                 max_batch_bytes: int | None = None):
+        if not isinstance(model, torch.nn.Module):
+            raise CnnauralError(f"Auraliser needs an nn.Module model (got {type(model).__name__})")
         self.model = model
-        self.spectrogram = spectrogram
+        self.deconvnet = DeconvNet(model, max_batch_bytes)
+        self.spectrogram = _front_end_spectrogram(self.deconvnet, spectrogram)
         if device is None:
             p = next(model.parameters(), None)
             device = p.device if p is not None else torch.device("cpu")
         self.device = torch.device(device)
         self.model.to(self.device)
         self.spectrogram.to(self.device)
-        self.deconvnet = DeconvNet(model)
         self.meta: dict = {}
         self.source = type(model).__name__
 
@@ -145,6 +172,30 @@ class Auraliser:
     @property
     def sample_rate(self) -> int:
         return self.spectrogram.sample_rate
+
+    def model_input(self, S: torch.Tensor, waveform: torch.Tensor | None = None) -> torch.Tensor:
+        """What the model takes for one track, from its network input S (F', T) (and the waveform
+        (n,), needed when the model's front end is inside it): (1, 1, F', T) for a Conv2d model,
+        (1, F', T) for a Conv1d over frames, (1, n) for a model with its own front end."""
+        dn = self.deconvnet
+        if dn.takes_waveform:
+            if waveform is None:
+                raise CnnauralError("this model takes the waveform (its front end is inside it)")
+            return waveform.to(self.device, torch.float32)[None]
+        first = dn.conv(1)
+        if isinstance(first, torch.nn.Conv1d):
+            if first.in_channels != S.shape[-2]:
+                raise CnnauralError(f"the first Conv1d ({first.in_channels} input channels) does not take the "
+                                    f"spectrogram's {S.shape[-2]} bins as channels")
+            return S[None]
+        return S[None, None]
+
+    def _maps(self, maps: torch.Tensor, S: torch.Tensor) -> torch.Tensor:
+        """Deconvolved maps (K, ...) as (K, F', T) on the network input's grid."""
+        if maps[0].numel() != S.numel():
+            raise CnnauralError(f"the deconvolved maps {tuple(maps.shape[1:])} are not on the spectrogram's grid "
+                                f"{tuple(S.shape)}")
+        return maps.reshape(maps.shape[0], *S.shape)
 
     def check_request(self, layers=1, features="all", *, mode: str = "mask", phase: str = "original",
                       seed: str = "map") -> list:
@@ -177,7 +228,7 @@ class Auraliser:
 
         Args:
             waveform (Tensor): (n,) mono audio at `spectrogram.sample_rate`.
-            layer: 1-based conv layer (or "output" for class targets).
+            layer: 1-based conv layer, a module name, or "output" for class targets.
             features: list of ints | "all" | "top:K".
             mode: "mask" (Y = X * D, the original code) | "magnitude" (|Y| from relu(D), phase of X).
             phase: "original" | "griffinlim".
@@ -211,31 +262,42 @@ class Auraliser:
         spec, dn = self.spectrogram, self.deconvnet
         x_wave = waveform.to(self.device, torch.float32)
         X, S = spec(x_wave)  # (F, T) complex, (F', T)
-        deepest = "output" if "output" in layers else max(layers)
         with torch.no_grad():
-            rec = dn.record(S[None, None], deepest)
+            rec = dn.record(self.model_input(S, x_wave), layers, keep="asked")
+            # every layer's maps first, dropping each layer's output when done, then the recording
+            # (switches) before the inverse STFTs: the peak memory is the larger of the two stages
+            done = []
+            for pos, layer in enumerate(layers):
+                act = dn.activation(rec, layer)[0]
+                maps, feats = dn.deconvolve(rec, layer, features, seed=seed, return_features=True)
+                done.append((layer, self._maps(maps, S), feats, _stats(act[list(feats)])))
+                del act, maps
+                dn.release(rec, layer, keep=layers[pos + 1:])
+            del rec
         n = x_wave.shape[0]
         istft_kw = dict(n_fft=spec.n_fft, hop_length=spec.hop_length, win_length=spec.win_length,
                         window=spec.window_like(X), center=spec.center, length=n)
         original = waveform.float().cpu()
+        # rows per inverse-STFT call: a complex spectrum, its frames and the audio per row
+        rows = max(1, dn.budget(X.device) // max(1, 4 * X.numel() * X.element_size()))
         results = []
-        for layer in layers:
-            with torch.no_grad():
-                act = dn.activation(rec, layer)[0]
-                maps, feats = dn.deconvolve(rec, layer, features, seed=seed, return_features=True)
-            maps = maps[:, 0]  # (K, F', T)
-            gain = spec.to_linear(maps, kind=mode, mel_inverse=mel_inverse).contiguous()
-            audio = ops.masked_istft(X, gain, mode=mode, **istft_kw)
-            if phase == "griffinlim":
-                mag = (X.abs() * gain).abs() if mode == "mask" else gain
-                audio = griffin_lim(mag, audio, spec, griffinlim_iters, istft_kw)
-            if normalize:
-                from .io.audio import peak_normalize
+        for layer, maps, feats, stats in done:
+            parts = []
+            for k in range(0, maps.shape[0], rows):
+                gain = spec.to_linear(maps[k:k + rows], kind=mode, mel_inverse=mel_inverse).contiguous()
+                audio = ops.masked_istft(X, gain, mode=mode, **istft_kw)
+                if phase == "griffinlim":
+                    mag = (X.abs() * gain).abs() if mode == "mask" else gain
+                    audio = griffin_lim(mag, audio, spec, griffinlim_iters, istft_kw)
+                del gain
+                if normalize:
+                    from .io.audio import peak_normalize
 
-                audio = peak_normalize(audio)
+                    audio = peak_normalize(audio)
+                parts.append(audio.float().cpu())
             results.append(AuralisationResult(
-                audio=audio.float().cpu(), maps=maps.float().cpu(), features=feats, layer=layer,
-                sample_rate=spec.sample_rate, original=original, stats=_stats(act[list(feats)]), mode=mode,
+                audio=torch.cat(parts) if len(parts) > 1 else parts[0], maps=maps.float().cpu(), features=feats,
+                layer=layer, sample_rate=spec.sample_rate, original=original, stats=stats, mode=mode,
                 phase=phase, seed=seed, stft=X))
         return results
 
@@ -299,6 +361,37 @@ class Auraliser:
         return [{**header, **item} for item in items]
 
 
+def _front_end_spectrogram(dn, spectrogram):
+    """The Spectrogram for a model: its own front end when it has one (checked against a given
+    one), else the given one."""
+    if dn.takes_waveform:
+        name, fe = dn.front_end[-1]
+        if len(dn.front_end) != 1 or not isinstance(fe, Spectrogram):
+            if spectrogram is None:
+                kinds = " + ".join(type(m).__name__ for _, m in dn.front_end)
+                raise CnnauralError(f"the model's front end ({kinds}) is not a cnnaural_ext.Spectrogram: give the "
+                                    "Auraliser the equivalent Spectrogram (spectrogram=...)")
+            return spectrogram
+        if spectrogram is not None and spectrogram is not fe and spectrogram.config() != fe.config():
+            raise CnnauralError(f"the spectrogram given differs from the model's own front end '{name}': "
+                                "leave spectrogram out (the model's is used)")
+        return fe
+    if spectrogram is None:
+        raise CnnauralError("Auraliser needs the Spectrogram the model was trained with (spectrogram=...), "
+                            "unless the model's first module is one")
+    if not isinstance(spectrogram, Spectrogram):
+        raise CnnauralError(f"spectrogram must be a cnnaural_ext.Spectrogram (got {type(spectrogram).__name__})")
+    return spectrogram
+
+
+def layer_tag(layer) -> str:
+    """The file-name part of a layer: layer<L> for a conv index or "output", layer_<name> for a
+    module name (characters other than letters, digits, '.', '_' and '-' replaced)."""
+    if isinstance(layer, int) or layer == "output":
+        return f"layer{layer}"
+    return "layer_" + re.sub(r"[^A-Za-z0-9._-]+", "_", str(layer))
+
+
 def track_name(path) -> str:
     """A file-system-safe folder name for a track: its stem, odd characters replaced, no leading
     '.' or '_' (so no track folder can be named like the report's _analysis folder)."""
@@ -352,7 +445,7 @@ def _write_layer(res: AuralisationResult, out: Path, label: str, spec: Spectrogr
     """The files of one layer's result; returns its manifest items."""
     from .io.audio import save_audio
 
-    sr, tag = res.sample_rate, f"layer{res.layer}"
+    sr, tag = res.sample_rate, layer_tag(res.layer)
     if figures:
         from .io import figures as fig
     items = []

@@ -1,4 +1,12 @@
-"""Deconvnet (Zeiler & Fergus 2014) over any PyTorch CNN whose conv/pool chain can be read.
+"""Deconvnet (Zeiler & Fergus 2014) over any PyTorch CNN.
+
+Two paths with one definition and one API. The chain path (this module) takes a model whose
+conv/pool chain `chain.read_chain` can read back block by block with the fused native op; any
+other differentiable model goes through the general path (`graph.GraphDeconvNet`): autograd
+on the model itself with every rectifier's backward replaced by relu(grad_output). `DeconvNet(model)`
+picks the chain path when it can read the model and the general path otherwise.
+
+Chain path:
 
 Forward block: conv -> [batchnorm] -> rectifier -> [maxpool] -> [dropout]. Backward through a
 block: unpool with the recorded switches -> ReLU -> transposed convolution with the same weights
@@ -8,7 +16,8 @@ going back). This equals autograd on the same model with the rectifier
 backward replaced by relu(grad_output), which the tests use as an independent oracle.
 
 Layer L (1-based) is the L-th Conv2d; its output is taken after everything that follows it up to
-the next Conv2d (rectifier, pooling, dropout) — the pooled block output of the original code.
+the next Conv2d (rectifier, pooling, dropout) — the pooled block output of the original code. A
+module name (`"features.block2.0"`) names that module's output (a container's: its last module's).
 """
 from __future__ import annotations
 
@@ -83,28 +92,151 @@ def parse_features(features, n_available: int, activation: torch.Tensor | None =
     return features
 
 
+def build_seeds(act: torch.Tensor, layer, features, seed: str = "map", compact: bool = False):
+    """Seeds for `features` of a layer whose output (1, C, ...) is `act`: (seeds, features, channels).
+
+    seed "map" keeps channel k's whole activation map, "max" only its strongest position; for
+    layer "output" the seeds are one-hot class scores. compact: (K, 1, ...) seeds and the channel
+    of each row (K,) instead of (K, C, ...) and None.
+    """
+    if seed not in ("map", "max"):
+        raise CnnauralError(f"seed must be 'map' or 'max' (got {seed!r})")
+    act = act[0]
+    feats = parse_features(features, act.shape[0], act, "output" if layer == "output" else f"layer {layer}")
+    K = len(feats)
+    rows = torch.arange(K, device=act.device)
+    fidx = torch.tensor(feats, device=act.device)
+    if layer == "output":
+        s = act.new_zeros((K,) + tuple(act.shape))
+        s[rows, fidx] = 1.0
+        return s, feats, None
+    maps = act[fidx]  # (K, ...)
+    if seed == "max":
+        flat = maps.reshape(K, -1)
+        pos = flat.argmax(dim=1)
+        peak = torch.zeros_like(flat)
+        peak[rows, pos] = flat[rows, pos]
+        maps = peak.view_as(maps)
+    if compact:
+        return maps[:, None].contiguous(), feats, fidx
+    s = act.new_zeros((K,) + tuple(act.shape))
+    s[rows, fidx] = maps
+    return s, feats, None
+
+
+def _check_budget(max_batch_bytes):
+    if max_batch_bytes is None:
+        return None
+    try:
+        value = int(max_batch_bytes)
+    except (TypeError, ValueError):
+        value = 0
+    if isinstance(max_batch_bytes, bool) or value < 1:
+        raise CnnauralError(f"max_batch_bytes must be a positive number of bytes or None (got {max_batch_bytes!r})")
+    return value
+
+
+def chain_error(model: nn.Module) -> CnnauralError | None:
+    """Why the chain path cannot take `model` (None when it can)."""
+    try:
+        _chain_layout(read_chain(model))
+    except CnnauralError as e:
+        return e
+    return None
+
+
+def _chain_layout(steps):
+    conv_idx = [i for i, s in enumerate(steps) if s.kind == "conv"]
+    head = next((i for i, s in enumerate(steps) if s.kind in ("flatten", "linear")), len(steps))
+    if any(i > head for i in conv_idx):
+        raise CnnauralError("DeconvNet needs every Conv2d before the Flatten/Linear head")
+    return conv_idx, head
+
+
+TILE_BYTES = 64 * 2**20  # the largest full-resolution conv output a recording holds at once (see _forward)
+
+
+def _pair(v):
+    return tuple(v) if isinstance(v, (tuple, list)) else (int(v), int(v))
+
+
+def _rectify_(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The rectifier module m applied to x in place."""
+    if isinstance(m, nn.LeakyReLU):
+        return F.leaky_relu_(x, m.negative_slope)
+    if isinstance(m, nn.ELU):
+        return F.elu_(x, m.alpha)
+    if isinstance(m, nn.ReLU):
+        return torch.relu_(x)
+    return m(x)
+
+
+def memory_budget(device="cpu") -> int:
+    """The default seed-chunk budget in bytes for `device`, from its free memory: a quarter of the
+    free memory of a CUDA device (torch.cuda.mem_get_info), an eighth of the CPU's available
+    memory (MemAvailable) and at most 1 GiB there; 512 MiB when it cannot be read."""
+    device = torch.device(device)
+    try:
+        if device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            return max(64 * 2**20, int(free) // 4)
+        if device.type == "cpu":
+            with open("/proc/meminfo") as f:
+                avail = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+            return max(64 * 2**20, min(2**30, avail // 8))
+    except (OSError, StopIteration, RuntimeError, ValueError):
+        pass
+    return 512 * 2**20
+
+
 class DeconvNet:
     """Deconvolve learned features of a CNN back to its input.
 
+    `DeconvNet(model)` returns the chain path (this class) when `chain.read_chain` reads the
+    model — a chain (nested nn.Sequential or torch.fx-traceable) of Conv2d, BatchNorm2d,
+    ReLU/LeakyReLU/ELU, MaxPool2d, Dropout/LRN, Flatten, Linear — and otherwise the general
+    path, `graph.GraphDeconvNet` (a subclass with the same API), which takes any differentiable
+    model with Conv1d/Conv2d layers. Both compute the same thing (modified backprop).
+
     Args:
-        model: an nn.Module whose layers form a chain (nested nn.Sequential or torch.fx-traceable)
-            of Conv2d, BatchNorm2d, ReLU/LeakyReLU/ELU, MaxPool2d, Dropout/LRN, Flatten, Linear.
-            The model is not copied and its train/eval mode is not touched: the forward pass here
-            always runs batchnorm with its running statistics and skips dropout.
-        max_batch_bytes: seeds are deconvolved in chunks whose largest intermediate stays under this.
+        model: the nn.Module. It is not copied, and it is left as it was: the forward passes here
+            run batchnorm with its running statistics and skip dropout; no gradient is left in its
+            parameters.
+        max_batch_bytes: seeds are deconvolved in chunks whose largest intermediates stay under
+            this many bytes; None (default): `memory_budget` of the device the seeds are on, from
+            its free memory.
+        path: "auto" (default), "chain" (the chain path or a CnnauralError saying why not) or
+            "general".
+
+    Attributes:
+        general (bool): which path this is.
+
+    Layers: a 1-based conv index, a module name (its output), or "output" (class scores).
 
     Raises:
-        CnnauralError: naming the first module it cannot read.
+        CnnauralError: naming the module it cannot take.
     """
 
-    def __init__(self, model: nn.Module, max_batch_bytes: int = 512 * 2**20):
+    general = False
+
+    def __new__(cls, model=None, max_batch_bytes: int | None = None, path: str = "auto"):
+        if cls is DeconvNet:
+            if path not in ("auto", "chain", "general"):
+                raise CnnauralError(f"path must be 'auto', 'chain' or 'general' (got {path!r})")
+            if not isinstance(model, nn.Module):
+                raise CnnauralError(f"DeconvNet needs an nn.Module (got {type(model).__name__})")
+            if path == "general" or (path == "auto" and chain_error(model) is not None):
+                from .graph import GraphDeconvNet
+
+                cls = GraphDeconvNet
+        return object.__new__(cls)
+
+    def __init__(self, model: nn.Module, max_batch_bytes: int | None = None, path: str = "auto"):
         self.model = model
         self.steps = read_chain(model)
-        self.max_batch_bytes = int(max_batch_bytes)
-        conv_idx = [i for i, s in enumerate(self.steps) if s.kind == "conv"]
-        head = next((i for i, s in enumerate(self.steps) if s.kind in ("flatten", "linear")), len(self.steps))
-        if any(i > head for i in conv_idx):
-            raise CnnauralError("DeconvNet needs every Conv2d before the Flatten/Linear head")
+        self.max_batch_bytes = _check_budget(max_batch_bytes)
+        conv_idx, head = _chain_layout(self.steps)
+        self._names = dict(model.named_modules())
         self._layer_end = [(conv_idx[k + 1] - 1) if k + 1 < len(conv_idx) else head - 1
                            for k in range(len(conv_idx))]
         self._conv_idx = conv_idx
@@ -117,14 +249,51 @@ class DeconvNet:
         return len(self._conv_idx)
 
     def n_features(self, layer) -> int:
-        """Number of features of a layer (1-based int, or "output" for the class scores)."""
-        if layer == "output":
+        """Number of features of a layer (1-based int, module name, or "output" for the class scores)."""
+        key = self.key(layer)
+        if key == "output":
             return self._out_features()
-        return self.conv(layer).out_channels
+        if isinstance(key, int):
+            return self.conv(key).out_channels
+        for st in reversed(self.steps[:self._end_step(key) + 1]):
+            if st.kind == "conv":
+                return st.module.out_channels
+            if st.kind == "bn":
+                return st.module.num_features
+            if st.kind == "linear":
+                return st.module.out_features
+            if st.kind == "flatten":
+                break
+        raise CnnauralError(f"layer {key!r} is flattened: name a layer before the Flatten, or a Linear")
 
     def conv(self, layer) -> nn.Conv2d:
-        """The Conv2d of a layer (1-based)."""
-        return self.steps[self._conv_idx[self._check_layer(layer) - 1]].module
+        """The Conv2d of a layer (1-based, or the name of a conv module)."""
+        key = self.key(layer)
+        if isinstance(key, int):
+            return self.steps[self._conv_idx[key - 1]].module
+        m = self._names.get(key)
+        if not isinstance(m, nn.Conv2d):
+            raise CnnauralError(f"layer {layer!r} is not a convolution")
+        return m
+
+    @property
+    def takes_waveform(self) -> bool:
+        """Whether the model's input is a waveform (a front end inside it): never on the chain path."""
+        return False
+
+    def key(self, layer):
+        """The canonical form of a layer: an int 1..n_layers, a module name, or "output"."""
+        if isinstance(layer, str):
+            text = layer.strip()
+            if text.lower() == "output":
+                return "output"
+            if not text.lstrip("+-").isdigit():
+                if text == "" or text not in self._names:
+                    examples = ", ".join(repr(self.steps[i].name) for i in self._conv_idx[:3])
+                    raise CnnauralError(f"the model has no module named {text!r}: a layer is an integer "
+                                        f"1..{self.n_layers}, 'output' or a module name such as {examples}")
+                return text
+        return self._check_layer(layer)
 
     def _out_features(self):
         if not self.has_head:
@@ -133,19 +302,28 @@ class DeconvNet:
 
     def _check_layer(self, layer) -> int:
         try:
+            if isinstance(layer, bool) or (isinstance(layer, float) and not layer.is_integer()):
+                raise TypeError
             layer = int(layer)
         except (TypeError, ValueError):
-            raise CnnauralError(f"layer must be an integer 1..{self.n_layers} or 'output' (got {layer!r})") from None
+            raise CnnauralError(f"layer must be an integer 1..{self.n_layers}, 'output' or a module name "
+                                f"(got {layer!r})") from None
         if not 1 <= layer <= self.n_layers:
             raise CnnauralError(f"layer {layer} is out of range: the model has {self.n_layers} conv layers "
                                 f"(1..{self.n_layers})")
         return layer
 
     def _end_step(self, layer) -> int:
-        if layer == "output":
+        key = self.key(layer)
+        if key == "output":
             self._out_features()
             return len(self.steps) - 1
-        return self._layer_end[self._check_layer(layer) - 1]
+        if isinstance(key, str):
+            inside = [i for i, st in enumerate(self.steps) if st.name == key or st.name.startswith(key + ".")]
+            if not inside:
+                raise CnnauralError(f"layer {key!r} is not a step of the model's forward pass")
+            return max(inside)
+        return self._layer_end[key - 1]
 
     def describe(self) -> list[str]:
         """One line per conv layer: name, channels, kernel, and what follows it."""
@@ -159,17 +337,26 @@ class DeconvNet:
 
     # -- forward with switches -----------------------------------------------------------------------
     @torch.no_grad()
-    def record(self, x: torch.Tensor, layer="output") -> Recording:
-        """One forward pass up to `layer`, recording every pool's switches and each layer's output.
+    def record(self, x: torch.Tensor, layer="output", keep: str = "ends") -> Recording:
+        """One forward pass up to `layer` (or the deepest of a list of layers), recording every
+        pool's switches and each layer's output.
 
         Args:
             x (Tensor): (1, C_in, F', T) network input.
+            keep: "ends" keeps the output of every conv layer on the way (any of them can be
+                deconvolved from the recording); "asked" only those of the layers asked for
+                (less memory for a long input).
         """
-        if x.dim() != 4 or x.shape[0] != 1:
-            raise CnnauralError(f"DeconvNet expects one input of shape (1, C, F, T), got {tuple(x.shape)}")
-        end = self._end_step(layer)
+        if keep not in ("ends", "asked"):
+            raise CnnauralError(f"keep must be 'ends' or 'asked' (got {keep!r})")
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[0] != 1:
+            raise CnnauralError(f"DeconvNet expects one input of shape (1, C, F, T), got "
+                                f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+        layers = layer if isinstance(layer, (list, tuple)) else [layer]
+        ends = {self._end_step(v) for v in layers}
+        end = max(ends)
         rec = Recording(tuple(x.shape))
-        self._forward(x, end, rec)
+        self._forward(x, end, rec, store=ends, keep_ends=keep == "ends")
         rec.last_step = end
         return rec
 
@@ -191,12 +378,31 @@ class DeconvNet:
         self._forward(x, max(steps), None, keep=lambda i, y: kept.__setitem__(steps[i], y) if i in steps else None)
         return {layer: kept[layer] for layer in layers}
 
-    def _forward(self, x, end, rec, keep=None):
-        """Run steps 0..end as the model would in eval mode; record shapes, switches and layer
-        outputs into `rec` when given; call keep(step, output) after every step when given."""
-        ends = set(self._layer_end)
-        for i, st in enumerate(self.steps[:end + 1]):
+    def _forward(self, x, end, rec, keep=None, store=(), keep_ends=True):
+        """Run steps 0..end as the model would in eval mode; record shapes, switches and the
+        outputs of every layer end (keep_ends) and of the steps in `store` into `rec` when given;
+        call keep(step, output) after every step when given.
+
+        Memory: a rectifier overwrites its input when nothing else holds it, and with a
+        recording, a conv -> [bn] -> rectifier -> [dropout] -> max-pool block whose full-size
+        conv output is larger than the tile budget runs in time tiles: only the pooled output
+        and its switches are ever whole."""
+        ends = (set(self._layer_end) if keep_ends else set()) | set(store) | {end}
+        fresh = False  # x is an intermediate nothing else holds: it may be overwritten
+        i = 0
+        while i <= end:
+            st = self.steps[i]
             m = st.module
+            if rec is not None and keep is None and st.kind == "conv":
+                pool_i = self._tileable(i, end, ends)
+                tiled = None if pool_i is None else self._tiled_block(x, i, pool_i, rec)
+                if tiled is not None:
+                    x, i, fresh = tiled, pool_i, True
+                    if i in ends:
+                        rec.outputs[i] = x
+                        fresh = False
+                    i += 1
+                    continue
             if rec is not None:
                 rec.in_shapes.append(tuple(x.shape))
             if st.kind == "pool":
@@ -207,6 +413,8 @@ class DeconvNet:
                                                      m.ceil_mode, return_indices=True)
             elif st.kind == "bn":
                 x = F.batch_norm(x, m.running_mean, m.running_var, m.weight, m.bias, False, 0.0, m.eps)
+            elif st.kind == "act" and fresh and keep is None:
+                x = _rectify_(m, x)
             elif st.kind == "identity":
                 pass
             else:
@@ -215,18 +423,96 @@ class DeconvNet:
                 except RuntimeError as e:
                     raise CnnauralError(f"the input {tuple(x.shape)} does not fit the model at '{st.name}': "
                                         f"{str(e).splitlines()[0]}") from None
-            if rec is not None and (i in ends or i == end):
+            if st.kind not in ("identity", "flatten"):
+                fresh = True
+            if rec is not None and i in ends:
                 rec.outputs[i] = x
+                fresh = False
             if keep is not None:
                 keep(i, x)
+            i += 1
         return x
+
+    def _tileable(self, conv_i, end, ends):
+        """The pool index when steps conv_i.. are conv -> [bn] -> rectifier -> [dropout] -> max-pool
+        (pool padding 0, dilation 1, floor mode) ending by `end`, none of them but the pool kept."""
+        j = conv_i + 1
+        if j < len(self.steps) and self.steps[j].kind == "bn":
+            j += 1
+        if j >= len(self.steps) or self.steps[j].kind != "act":
+            return None
+        j += 1
+        while j < len(self.steps) and self.steps[j].kind == "identity":
+            j += 1
+        if j > end or j >= len(self.steps) or self.steps[j].kind != "pool":
+            return None
+        pool = self.steps[j].module
+        if _pair(pool.padding) != (0, 0) or _pair(pool.dilation) != (1, 1) or pool.ceil_mode:
+            return None
+        if any(k in ends for k in range(conv_i, j)):
+            return None
+        return j
+
+    def _tiled_block(self, x, conv_i, pool_i, rec):
+        """conv -> [bn] -> rectifier -> max-pool over time tiles: the pooled output, its switches in
+        rec (flat positions in the whole conv output, as one max_pool2d gives them). None when one
+        tile would do (or the input does not fit: the plain path says why)."""
+        conv = self.steps[conv_i].module
+        bn = self.steps[conv_i + 1].module if self.steps[conv_i + 1].kind == "bn" else None
+        act = self.steps[conv_i + (2 if bn is not None else 1)].module
+        pool = self.steps[pool_i].module
+        (sh, sw), (ph, pw), (dh, dw) = conv_geometry(conv)
+        kh, kw = conv.kernel_size
+        if x.dim() != 4 or x.shape[1] != conv.in_channels:
+            return None
+        N, _, H_in, W_in = x.shape
+        H_c = (H_in + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+        W_c = (W_in + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+        pk = _pair(pool.kernel_size)
+        ps = _pair(pool.stride) if pool.stride not in (None, (), []) else pk
+        if H_c < pk[0] or W_c < pk[1]:
+            return None
+        H_p, W_p = (H_c - pk[0]) // ps[0] + 1, (W_c - pk[1]) // ps[1] + 1
+        C = conv.out_channels
+        per_col = N * C * H_c * ps[1] * x.element_size()
+        cols = max(1, TILE_BYTES // max(per_col, 1))
+        if cols >= W_p:
+            return None
+        out = x.new_empty(N, C, H_p, W_p)
+        idx = torch.empty(N, C, H_p, W_p, dtype=torch.int64, device=x.device)
+        w = conv.weight.to(x)
+        b = None if conv.bias is None else conv.bias.to(x)
+        for c0 in range(0, W_p, cols):
+            c1 = min(W_p, c0 + cols)
+            a, z = c0 * ps[1], (c1 - 1) * ps[1] + pk[1]  # conv output columns [a, z)
+            lo, hi = a * sw - pw, (z - 1) * sw - pw + dw * (kw - 1) + 1  # input columns [lo, hi)
+            xt = x[..., max(lo, 0):min(hi, W_in)]
+            if lo < 0 or hi > W_in:
+                xt = F.pad(xt, (max(0, -lo), max(0, hi - W_in)))
+            y = F.conv2d(xt, w, b, (sh, sw), (ph, 0), (dh, dw))
+            if bn is not None:
+                y = F.batch_norm(y, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+            y = _rectify_(act, y)
+            p, i = F.max_pool2d(y, pk, ps, 0, 1, False, return_indices=True)
+            out[..., c0:c1] = p
+            idx[..., c0:c1] = torch.div(i, z - a, rounding_mode="floor") * W_c + i % (z - a) + a
+        rec.in_shapes.append(tuple(x.shape))
+        rec.in_shapes += [(N, C, H_c, W_c)] * (pool_i - conv_i)
+        rec.indices[pool_i] = idx
+        return out
 
     def activation(self, rec: Recording, layer) -> torch.Tensor:
         """The output of `layer` recorded in `rec`: (1, C, h, w), or (1, n_classes) for "output"."""
         end = self._end_step(layer)
-        if end > rec.last_step:
-            raise CnnauralError(f"this recording stops before layer {layer}; record(x, layer={layer})")
+        if end > rec.last_step or end not in rec.outputs:
+            raise CnnauralError(f"this recording does not hold layer {layer!r}; record(x, layer={layer!r})")
         return rec.outputs[end]
+
+    def release(self, rec: Recording, layer, keep=()) -> None:
+        """Drop `layer`'s output from `rec` (to free its memory), unless a layer in `keep` shares it."""
+        end = self._end_step(layer)
+        if all(self._end_step(k) != end for k in keep):
+            rec.outputs.pop(end, None)
 
     # -- backward --------------------------------------------------------------------------------------
     def seeds(self, rec: Recording, layer, features, seed: str = "map", compact: bool = False):
@@ -237,29 +523,9 @@ class DeconvNet:
         compact: for conv layers, return the seeds as (K, 1, h, w) with channels (K,) naming
         each row's channel (every other channel is zero); otherwise (K, C, h, w) and None.
         """
-        if seed not in ("map", "max"):
-            raise CnnauralError(f"seed must be 'map' or 'max' (got {seed!r})")
-        act = self.activation(rec, layer)[0]
-        feats = parse_features(features, act.shape[0], act, "output" if layer == "output" else f"layer {layer}")
-        K = len(feats)
-        rows = torch.arange(K, device=act.device)
-        fidx = torch.tensor(feats, device=act.device)
-        if layer == "output":
-            s = act.new_zeros((K,) + tuple(act.shape))
-            s[rows, fidx] = 1.0
-            return s, feats, None
-        maps = act[fidx]  # (K, h, w)
-        if seed == "max":
-            flat = maps.reshape(K, -1)
-            pos = flat.argmax(dim=1)
-            peak = torch.zeros_like(flat)
-            peak[rows, pos] = flat[rows, pos]
-            maps = peak.view_as(maps)
-        if compact:
-            return maps[:, None].contiguous(), feats, fidx
-        s = act.new_zeros((K,) + tuple(act.shape))
-        s[rows, fidx] = maps
-        return s, feats, None
+        key = self.key(layer)
+        act = self.activation(rec, key)
+        return build_seeds(act, key, features, seed, compact=compact and act.dim() == 4 and key != "output")
 
     def _chunk_size(self, rec: Recording, end: int, seeds: torch.Tensor) -> int:
         """Seeds per chunk: twice (a step's input and output) the largest map one seed materialises
@@ -277,7 +543,11 @@ class DeconvNet:
             i = fused[0] - 1
         sizes = [math.prod(s[1:]) for k, s in enumerate(rec.in_shapes[:end + 1]) if k not in inside_fused]
         per_seed = max(sizes, default=1) * seeds.element_size() * 2
-        return max(1, self.max_batch_bytes // max(per_seed, 1))
+        return max(1, self.budget(seeds.device) // max(per_seed, 1))
+
+    def budget(self, device) -> int:
+        """The seed-chunk budget in bytes: max_batch_bytes, or the device's `memory_budget`."""
+        return self.max_batch_bytes if self.max_batch_bytes is not None else memory_budget(device)
 
     @torch.no_grad()
     def backward(self, rec: Recording, g: torch.Tensor, from_step: int, channels: torch.Tensor | None = None):
@@ -348,7 +618,8 @@ class DeconvNet:
 
         Args:
             x (Tensor | Recording): (1, C_in, F', T) network input, or a Recording of it.
-            layer: 1-based conv layer, or "output" for class scores (features are then classes).
+            layer: 1-based conv layer, a module name (that module's output), or "output" for class
+                scores (features are then classes).
             features: list of ints | int | "all" | "top:K" (K most active for this input).
             seed: "map" | "max".
             return_features: also return the resolved list of features.
@@ -358,7 +629,7 @@ class DeconvNet:
             one recording's switches (broadcast, never copied per seed).
         """
         rec = x if isinstance(x, Recording) else self.record(x, layer)
-        s, feats, channels = self.seeds(rec, layer, features, seed, compact=layer != "output")
+        s, feats, channels = self.seeds(rec, layer, features, seed, compact=True)
         end = self._end_step(layer)
         chunk = self._chunk_size(rec, end, s)
         parts = [self.backward(rec, s[k:k + chunk], end, None if channels is None else channels[k:k + chunk])

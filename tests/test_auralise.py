@@ -128,3 +128,65 @@ def test_auralise_file_takes_a_waveform_and_checks_before_writing(tmp_path):
         with pytest.raises(ca.CnnauralError, match=msg):
             aur.auralise_file(tone(3.0), tmp_path / "bad", **bad)
         assert not (tmp_path / "bad").exists()
+
+
+def test_parse_layers_takes_module_names():
+    from cnnaural_ext.auralise import parse_layers
+
+    assert parse_layers("1, features.block2.0 ,output", 5) == [1, "features.block2.0", "output"]
+    assert parse_layers(["Layer3.1.conv2", 2, "4"], 5) == ["Layer3.1.conv2", 2, 4]  # names keep their case
+    assert parse_layers("all", 3) == [1, 2, 3] and parse_layers(2, 5) == [2]
+    for bad in ("", [], True, 1.5, [None]):
+        with pytest.raises(ca.CnnauralError):
+            parse_layers(bad, 5)
+
+
+def test_module_name_layers_in_the_auraliser(tmp_path):
+    model, spec = small_model_and_spec()
+    aur = ca.Auraliser(model, spec)
+    x = tone()
+    by_name, by_index = aur.auralise_layers(x, "features.block2,2", [0, 1])
+    assert by_name.layer == "features.block2" and by_index.layer == 2
+    torch.testing.assert_close(by_name.audio, by_index.audio)
+    raw = aur.auralise(x, "features.block2.0", [0, 1])  # the conv module's own output (before its ReLU)
+    assert not torch.allclose(raw.maps, by_index.maps)
+    rows = aur.auralise_file(x, tmp_path / "n", layers="features.block1.1", features=[0], figures=False)
+    assert rows[0]["layer"] == "features.block1.1" and rows[0]["audio"] == "layer_features.block1.1_feature000.wav"
+    with pytest.raises(ca.CnnauralError, match="no module named 'features.block7'"):
+        aur.check_request("features.block7")
+
+
+def test_auraliser_needs_a_spectrogram_unless_the_model_has_one():
+    model, _ = small_model_and_spec()
+    with pytest.raises(ca.CnnauralError, match="needs the Spectrogram the model was trained with"):
+        ca.Auraliser(model)
+
+
+MEMORY_SCRIPT = r"""
+import resource, sys, torch
+import cnnaural_ext as ca
+aur = ca.Auraliser.pretrained()
+sr = aur.sample_rate
+n = int(float(sys.argv[1]) * 60 * sr)
+t = torch.arange(n) / sr
+g = torch.Generator().manual_seed(0)
+wave = (0.3 * torch.sin(2 * torch.pi * 440 * t) + 0.05 * torch.randn(n, generator=g)).float()
+del t
+res = aur.auralise_layers(wave, [1, 5], features="top:8")
+assert [tuple(r.audio.shape) for r in res] == [(8, n)] * 2
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+"""
+
+
+@pytest.mark.slow
+def test_eight_features_of_a_ten_minute_track_fit_in_2_5_gb():
+    """The shipped model, layers 1 and 5, 8 features of a 10-minute track: the peak resident memory of
+    the whole process (torch included) stays under 2.5 GB (time tiles going forward, seed chunks by
+    the memory budget going back)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, "10"], capture_output=True, text=True, timeout=1800)
+    assert out.returncode == 0, out.stderr[-2000:]
+    peak = int(out.stdout.split()[-1])
+    assert peak < 2.5 * 2**30, f"peak {peak / 2**30:.2f} GiB"

@@ -14,12 +14,18 @@ from cnnaural_ext.chain import conv_geometry, read_chain
     (nn.Sequential(nn.Conv2d(2, 4, 3, groups=2)), "grouped convolution"),
     (nn.Sequential(nn.Linear(3, 3)), "no Conv2d"),
 ])
-def test_unsupported_models_name_the_module(model, msg):
+def test_what_the_chain_reader_cannot_read_names_the_module(model, msg):
+    """read_chain (and DeconvNet(path="chain")) refuse it, naming the module; DeconvNet takes it
+    on the general path (tests/test_deconvnet_general.py) when it has a convolution."""
     with pytest.raises(ca.CnnauralError, match=msg):
-        ca.DeconvNet(model)
+        read_chain(model)
+    with pytest.raises(ca.CnnauralError, match=msg):
+        ca.DeconvNet(model, path="chain")
+    if msg != "no Conv2d":
+        assert ca.DeconvNet(model).general
 
 
-def test_skip_connection_is_refused():
+def test_skip_connection_is_refused_by_the_chain_reader():
     class Res(nn.Module):
         def __init__(self):
             super().__init__()
@@ -29,7 +35,8 @@ def test_skip_connection_is_refused():
             return x + self.c(x)
 
     with pytest.raises(ca.CnnauralError, match="chain of layers"):
-        ca.DeconvNet(Res())
+        ca.DeconvNet(Res(), path="chain")
+    assert ca.DeconvNet(Res()).general  # the general path takes it
 
 
 def test_nested_sequential_and_fx_chains_read_the_same_steps():
@@ -62,3 +69,11 @@ def test_conv_geometry(conv, want):
 def test_same_padding_with_an_even_kernel_is_refused():
     with pytest.raises(ca.CnnauralError, match="asymmetrically"):
         read_chain(nn.Sequential(nn.Conv2d(1, 1, 4, padding="same")))
+
+
+def test_readable_chains_keep_the_fast_path():
+    seq = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2))
+    assert not ca.DeconvNet(seq).general
+    assert ca.DeconvNet(seq, path="general").general
+    with pytest.raises(ca.CnnauralError, match="path must be"):
+        ca.DeconvNet(seq, path="fast")

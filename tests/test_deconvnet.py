@@ -257,7 +257,9 @@ def test_features_specs():
 @pytest.mark.parametrize("bad, msg", [
     (dict(layer=0), "layer 0 is out of range"),
     (dict(layer=6), "layer 6 is out of range"),
-    (dict(layer="x"), "layer must be an integer"),
+    (dict(layer="x"), "no module named 'x'"),
+    (dict(layer=1.5), "layer must be an integer"),
+    (dict(layer="features.block9"), "no module named 'features.block9'"),
     (dict(layer=1, features=[4]), "feature 4 is out of range"),
     (dict(layer=1, features="top:9"), "K must be in 1..4"),
     (dict(layer=1, features="a,b"), "features must be a list"),
@@ -279,3 +281,48 @@ def test_layer_outputs_equal_the_recorded_activations():
     assert list(got) == [5, 2]
     for layer in (2, 5):
         torch.testing.assert_close(got[layer], dn.activation(rec, layer))
+
+
+@pytest.mark.parametrize("name", ["paper_cnn5_small", "batchnorm", "mixed", "paper_cnn4_12x12"])
+def test_time_tiled_recording_equals_one_pass(name, monkeypatch):
+    """A long input's conv -> [bn] -> rectifier -> max-pool blocks run in time tiles: the switches,
+    outputs and deconvolutions are those of one pass."""
+    import cnnaural_ext.deconvnet as dmod
+
+    model = ZOO[name]
+    x = torch.rand(1, 1, 64, 48)
+    dn = ca.DeconvNet(model)
+    whole = dn.record(x, "output")
+    monkeypatch.setattr(dmod, "TILE_BYTES", 1)  # one pooled column per tile
+    tiled = dn.record(x, "output")
+    assert whole.in_shapes == tiled.in_shapes and whole.indices.keys() == tiled.indices.keys()
+    for i in whole.indices:
+        assert torch.equal(whole.indices[i], tiled.indices[i]), i
+    assert whole.outputs.keys() == tiled.outputs.keys()
+    for i in whole.outputs:
+        torch.testing.assert_close(whole.outputs[i], tiled.outputs[i], rtol=1e-5, atol=1e-6)
+    for layer in range(1, dn.n_layers + 1):
+        torch.testing.assert_close(dn.deconvolve(tiled, layer, "top:2"), dn.deconvolve(whole, layer, "top:2"),
+                                   rtol=1e-5, atol=1e-6)
+
+
+def test_recording_keeps_what_is_asked():
+    dn = ca.DeconvNet(ZOO["paper_cnn5_small"])
+    x = torch.rand(1, 1, 64, 48)
+    rec = dn.record(x, [2, 4], keep="asked")
+    assert sorted(rec.outputs) == sorted(dn._end_step(v) for v in (2, 4))
+    torch.testing.assert_close(dn.activation(rec, 2), dn.activation(dn.record(x, 4), 2))
+    with pytest.raises(ca.CnnauralError, match="does not hold layer 3"):
+        dn.activation(rec, 3)
+
+
+def test_memory_budget_defaults_from_the_device_and_can_be_set():
+    from cnnaural_ext.deconvnet import memory_budget
+
+    assert 64 * 2**20 <= memory_budget("cpu") <= 2**30
+    dn = ca.DeconvNet(ZOO["paper_cnn5_small"])
+    assert dn.max_batch_bytes is None and dn.budget("cpu") == memory_budget("cpu")
+    assert ca.DeconvNet(ZOO["paper_cnn5_small"], max_batch_bytes=1 << 20).budget("cpu") == 1 << 20
+    for bad in (0, -5, "lots", True):
+        with pytest.raises(ca.CnnauralError, match="max_batch_bytes must be"):
+            ca.DeconvNet(ZOO["paper_cnn5_small"], max_batch_bytes=bad)
