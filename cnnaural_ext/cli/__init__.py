@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from ..errors import CnnauralError
-from . import analysis, auralise, catalogue, corpus, training
+from . import analysis, auralise, catalogue, corpus, training, trust
 
 EPILOG = """examples:
   cnnaural info
@@ -21,6 +21,7 @@ EPILOG = """examples:
   cnnaural report song.ogg --figures --data data/corpus --out gallery/
   cnnaural onsets --out out/onsets
   cnnaural selectivity data/corpus --out out/selectivity
+  cnnaural sanity --data data/corpus --clips 8 --epochs 3 --out out/sanity
   cnnaural catalogue music/ --out cat/ --layers 1,5 --features top:3
   cnnaural catalogue --status cat/
   cnnaural atlas cat/ --layers 5 --top 8
@@ -30,7 +31,7 @@ EPILOG = """examples:
 """
 
 #: the command groups, in the order `cnnaural --help` lists their commands
-COMMAND_GROUPS = (auralise, analysis, corpus, training, catalogue)
+COMMAND_GROUPS = (auralise, analysis, trust, corpus, training, catalogue)
 
 
 def build_parser() -> argparse.ArgumentParser:
