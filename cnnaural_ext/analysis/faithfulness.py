@@ -152,10 +152,17 @@ class Listener:
             raise CnnauralError(f"faithfulness needs a classifier (a model ending in class scores): {e}") from None
 
     def inputs(self, audio: torch.Tensor) -> torch.Tensor:
-        """(B, n) audio -> (B, 1, F', T) network inputs (channels-last: the convolutions and pools
-        vectorise over channels, about 1.6x faster on CPU)."""
-        x = self.spec(audio.to(self.aur.device, torch.float32))[1][:, None]
-        return x.contiguous(memory_format=torch.channels_last)
+        """(B, n) audio -> what the model takes: (B, 1, F', T) (channels-last: the convolutions and
+        pools vectorise over channels, about 1.6x faster on CPU), (B, F', T) for a Conv1d over
+        frames, or the audio itself for a model with its front end inside."""
+        audio = audio.to(self.aur.device, torch.float32)
+        if self.dn.takes_waveform:
+            return audio
+        S = self.spec(audio)[1]
+        x = self.aur.model_input(S[0])
+        if x.dim() == 3:
+            return S
+        return S[:, None].contiguous(memory_format=torch.channels_last)
 
     @torch.inference_mode()
     def probabilities(self, audio: torch.Tensor) -> torch.Tensor:
@@ -181,12 +188,16 @@ class Listener:
                                 window=spec.window_like(X), center=spec.center, length=length, mode="mask").cpu()
 
     def gradient(self, S: torch.Tensor, target: int) -> torch.Tensor:
-        """|d logit_target / d input| for one input S (F', T); the model's parameters get no .grad."""
-        x = S.detach()[None, None].clone().requires_grad_(True)
+        """|d logit_target / d S| for one spectrogram S (F', T); the model's parameters get no .grad.
+        (A model with its front end inside is differentiated through it, from S.)"""
+        s = S.detach().clone().requires_grad_(True)
         with torch.enable_grad(), _eval(self.aur.model):
-            logits = self.aur.model(x)
-            (g,) = torch.autograd.grad(logits.reshape(-1)[target], x)
-        return g[0, 0].abs().detach()
+            if self.dn.takes_waveform:
+                raise CnnauralError("gradient saliency on the spectrogram needs a model that takes the spectrogram; "
+                                    "pass explainers without 'gradient'")
+            logits = self.aur.model(self.aur.model_input(s))
+            (g,) = torch.autograd.grad(logits.reshape(-1)[target], s)
+        return g.abs().detach()
 
 
 def normalise(m: torch.Tensor) -> torch.Tensor:
@@ -254,10 +265,10 @@ def measure_clip(listener: Listener, clip: Clip, layers, *, top: int = 3, steps:
     layers = list(layers)
     deepest = "output" if classes else max(layers)
     with torch.no_grad():
-        rec = dn.record(S[None, None], deepest)
+        rec = dn.record(aur.model_input(S, wave.to(aur.device)), deepest)
     jobs = []  # (target, feature, explainer, masks (K, F', T))
     if classes:
-        d_out = normalise(dn.deconvolve(rec, "output", [target], seed=seed)[:, 0].cpu())
+        d_out = normalise(dn.deconvolve(rec, "output", [target], seed=seed).reshape(1, *S.shape).cpu())
         jobs += [("output", [target], "deconvnet", d_out)]
         if "gradient" in explainers:
             jobs.append(("output", [target], "gradient", normalise(listener.gradient(S, target)[None].cpu())))
@@ -265,7 +276,7 @@ def measure_clip(listener: Listener, clip: Clip, layers, *, top: int = 3, steps:
     for layer in layers:
         maps, feats = dn.deconvolve(rec, layer, f"top:{min(top, dn.n_features(layer))}", seed=seed,
                                     return_features=True)
-        m = normalise(maps[:, 0].cpu())
+        m = normalise(maps.reshape(maps.shape[0], *S.shape).cpu())
         jobs += [(layer, feats, "deconvnet", m), (layer, feats, "random", shuffle_within_frames(m, gen))]
     # every mask is drawn whatever is asked for, so a clip's numbers never depend on `explainers`
     rows, unit_rows = [], []

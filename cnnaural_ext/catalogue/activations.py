@@ -62,7 +62,9 @@ def track_rows(auraliser, wave: torch.Tensor, layers: list, window: float = DEFA
     _, S = spec(wave.to(auraliser.device, torch.float32))
     # no switches: the table needs none; channels-last maps make the whole-track pass about 1.6x
     # faster on CPU (the convolutions and the pools vectorise over channels)
-    x = S[None, None].contiguous(memory_format=torch.channels_last)
+    x = auraliser.model_input(S, wave)
+    if x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         outputs = dn.layer_outputs(x, layers)
     cols: dict = {}

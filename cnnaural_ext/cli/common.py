@@ -81,7 +81,8 @@ def add_input(p, duration: float = 4.0) -> None:
 
 def add_request(p, features: str = "all") -> None:
     """What to auralise and how: --layers, --features, --mode, --phase, --seed, --no-normalize."""
-    p.add_argument("--layers", default="1", help="1-based conv layer(s), comma-separated, or 'all' (default 1)")
+    p.add_argument("--layers", default="1", help="1-based conv layer(s) or module names (e.g. layer3.1.conv2), "
+                   "comma-separated, or 'all' (default 1)")
     p.add_argument("--layer", dest="layers", action=Renamed, new="--layers")
     p.add_argument("--features", default=features, help=f"'0,7' | 'all' | 'top:K' (default {features})")
     p.add_argument("--mode", choices=["mask", "magnitude"], default="mask",

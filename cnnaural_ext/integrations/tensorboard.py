@@ -215,7 +215,7 @@ class AuralisationLogger:
         outputs = {}
         if self.histograms:
             _, S = aur.spectrogram(wave.to(aur.device))
-            outputs = aur.deconvnet.layer_outputs(S[None, None], self.layers)
+            outputs = aur.deconvnet.layer_outputs(aur.model_input(S, wave), self.layers)
         for res in results:
             tag = f"{base}/layer{_tag_part(res.layer)}"
             for row, k in enumerate(res.features):
