@@ -49,6 +49,9 @@ class AuralisationResult:
         mode, phase, seed (str): how the audio was made.
         stft (Tensor): (F, T) complex STFT of the input on the Auraliser's device, shared by the
             results of one call.
+        inversion (list[dict]): per feature, how far the inverse STFT moved the clip from its map
+            (`quality`): spectral_convergence, clipped (share of samples beyond full scale before
+            normalisation), inconsistent (spectral convergence above `quality.INCONSISTENT`).
     """
     audio: torch.Tensor
     maps: torch.Tensor
@@ -61,6 +64,7 @@ class AuralisationResult:
     phase: str = "original"
     seed: str = "map"
     stft: torch.Tensor | None = None
+    inversion: list = field(default_factory=list)
 
 
 def parse_layers(layers, n_layers: int) -> list:
@@ -280,15 +284,20 @@ class Auraliser:
         original = waveform.float().cpu()
         # rows per inverse-STFT call: a complex spectrum, its frames and the audio per row
         rows = max(1, dn.budget(X.device) // max(1, 4 * X.numel() * X.element_size()))
+        from .quality import INCONSISTENT, clipped_share, intended_magnitude, spectral_convergence
+
         results = []
         for layer, maps, feats, stats in done:
-            parts = []
+            parts, inversion = [], []
             for k in range(0, maps.shape[0], rows):
                 gain = spec.to_linear(maps[k:k + rows], kind=mode, mel_inverse=mel_inverse).contiguous()
                 audio = ops.masked_istft(X, gain, mode=mode, **istft_kw)
                 if phase == "griffinlim":
                     mag = (X.abs() * gain).abs() if mode == "mask" else gain
                     audio = griffin_lim(mag, audio, spec, griffinlim_iters, istft_kw)
+                sc = spectral_convergence(audio, intended_magnitude(X, gain, mode), spec).tolist()
+                inversion += [{"spectral_convergence": v, "clipped": c, "inconsistent": v > INCONSISTENT}
+                              for v, c in zip(sc, clipped_share(audio).tolist())]
                 del gain
                 if normalize:
                     from .io.audio import peak_normalize
@@ -298,7 +307,7 @@ class Auraliser:
             results.append(AuralisationResult(
                 audio=torch.cat(parts) if len(parts) > 1 else parts[0], maps=maps.float().cpu(), features=feats,
                 layer=layer, sample_rate=spec.sample_rate, original=original, stats=stats, mode=mode,
-                phase=phase, seed=seed, stft=X))
+                phase=phase, seed=seed, stft=X, inversion=inversion))
         return results
 
     def auralise_file(self, track, out_dir, *, layers=1, features="all", offset: float = 0.0,
@@ -457,7 +466,8 @@ def _write_layer(res: AuralisationResult, out: Path, label: str, spec: Spectrogr
                          frequencies=fig.input_frequencies(spec),
                          title=f"{label}: deconvolved, layer {res.layer}, feature {k}")
         items.append({"layer": res.layer, "feature": k, "audio": f"{stem}.{audio_format}",
-                      "image": f"{stem}.png" if figures else None, **res.stats[row]})
+                      "image": f"{stem}.png" if figures else None, **res.stats[row],
+                      **(res.inversion[row] if res.inversion else {})})
     if figures:
         best = max(range(len(res.features)), key=lambda r: res.stats[r]["mean"])
         Y = spec.stft(res.audio[best].to(res.stft.device))

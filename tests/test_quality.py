@@ -45,3 +45,28 @@ def test_spectral_convergence_is_its_definition():
 def test_clipped_share():
     a = torch.tensor([[0.5, 1.5, -2.0, 1.0], [0.0, 0.0, 0.0, 0.0]])
     assert clipped_share(a).tolist() == [0.5, 0.0]
+
+
+def test_every_clip_carries_its_inversion_measures(checkpoint, tmp_path):
+    """Auraliser results, manifest rows and gallery cards carry the spectral convergence of each
+    clip, equal to recomputing it from the unnormalised clip and its map."""
+    from cnnaural_ext import Auraliser
+    from cnnaural_ext.quality import INCONSISTENT
+    from cnnaural_ext.report import write_report
+
+    aur = Auraliser.from_checkpoint(checkpoint)
+    wave = tone(2.0)
+    for mode in ("mask", "magnitude"):
+        res = aur.auralise(wave, 1, "top:2", mode=mode, normalize=False)
+        spec = aur.spectrogram
+        want = intended_magnitude(res.stft, spec.to_linear(res.maps.to(res.stft.device), kind=mode), mode)
+        sc = spectral_convergence(res.audio, want, spec)
+        assert [r["spectral_convergence"] for r in res.inversion] == pytest.approx(sc.tolist(), rel=1e-4, abs=1e-6)
+        assert all(r["inconsistent"] == (r["spectral_convergence"] > INCONSISTENT) for r in res.inversion)
+    rows = aur.auralise_file(wave, tmp_path / "t", layers=1, features="top:2", duration=None, figures=False)
+    assert all(0 <= r["spectral_convergence"] < float("inf") and "clipped" in r for r in rows)
+    import soundfile as sf
+
+    sf.write(tmp_path / "song.wav", wave.numpy(), SR)
+    write_report(aur, [tmp_path / "song.wav"], tmp_path / "gallery", layers=1, features="top:2", figures=False)
+    assert "inversion: spectral convergence" in (tmp_path / "gallery" / "index.html").read_text()

@@ -25,6 +25,7 @@ h3 { font-size: 1em; color: #555; }
 .card img, .figure img { width: 100%; }
 .figure { max-width: 900px; }
 .stats { font-size: 0.85em; color: #555; }
+.stats.warn { color: #a33; font-weight: bold; }
 audio { width: 100%; }
 table { border-collapse: collapse; font-size: 0.85em; margin: 0.6em 0 1.2em; }
 th, td { border: 1px solid #ddd; padding: 0.2em 0.6em; text-align: right; }
@@ -56,7 +57,9 @@ def _track_view(out_root: Path, folder: str, rows: list) -> dict:
         fig = f"layer{layer}_figure.png"
         items = [dict(feature=r["feature"], audio=asset_url(folder, r["audio"]),
                       image=asset_url(folder, r["image"]) if r.get("image") else None,
-                      max=r["max"], mean=r["mean"], active=r["active"]) for r in rows if r["layer"] == layer]
+                      max=r["max"], mean=r["mean"], active=r["active"],
+                      spectral_convergence=r.get("spectral_convergence"), clipped=r.get("clipped"),
+                      inconsistent=bool(r.get("inconsistent"))) for r in rows if r["layer"] == layer]
         layers.append(dict(layer=layer, cards=items,
                            figure=asset_url(folder, fig) if (out_root / folder / fig).is_file() else None))
     return dict(name=Path(head["track"]).name, track=str(head["track"]), duration=head["duration"],
