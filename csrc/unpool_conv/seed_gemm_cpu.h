@@ -122,13 +122,16 @@ CNNAURAL_ALWAYS_INLINE void kernel_channels(const Segment* seg, int64_t n_seg, c
   }
 }
 
-// out[n0 + i, q, ci] = bias + sum over the segments' items k of U[k][n0 + i] * b[k], i < n_valid:
+// out[n0 + i, q, ci] = bias + sum over the segments' items k of U[k][n0 + i] * w_k, i < n_valid:
 // seeds in the lanes, MV vectors of them, KS partial sums over the items (enough independent
 // accumulators to hide the FMA latency when there are few seeds). U rows (n_ld seeds) are padded
-// with zeros to whole vectors; b: the packed weights of the pixel's items for channel ci.
+// with zeros to whole vectors. w_k = seg_w[segment][item_c[k] * cpad + ci]: the weight row of the
+// item's channel for the segment's tap, read in place (a pixel's few items per channel are not
+// worth packing when each costs MV multiply-adds).
 template <typename T, int MV, int KS>
-CNNAURAL_ALWAYS_INLINE void kernel_seeds(const Segment* seg, int64_t n_seg, const T* U, int64_t n_ld, const T* b,
-                                         int64_t n0, int64_t n_valid, int64_t ci, T bias, T* out, int64_t out_sn) {
+CNNAURAL_ALWAYS_INLINE void kernel_seeds(const Segment* seg, const T* const* seg_w, int64_t n_seg, const T* U,
+                                         int64_t n_ld, const int32_t* item_c, int64_t cpad, int64_t n0,
+                                         int64_t n_valid, int64_t ci, T bias, T* out, int64_t out_sn) {
   using V = typename Simd<T>::V;
   constexpr int L = Simd<T>::kLanes;
   V acc[KS][MV];
@@ -137,17 +140,19 @@ CNNAURAL_ALWAYS_INLINE void kernel_seeds(const Segment* seg, int64_t n_seg, cons
   }
   for (int64_t sgi = 0; sgi < n_seg; ++sgi) {
     const T* u = U + seg[sgi].first * n_ld + n0;
+    const int32_t* cs = item_c + seg[sgi].first;
+    const T* wt = seg_w[sgi] + ci;
     const int64_t count = seg[sgi].count;
     int64_t k = 0;
-    for (; k + KS <= count; k += KS, b += KS) {
+    for (; k + KS <= count; k += KS) {
       for (int s = 0; s < KS; ++s) {
-        const T ws = b[s];
+        const T ws = wt[cs[k + s] * cpad];
         const T* us = u + (k + s) * n_ld;
         for (int m = 0; m < MV; ++m) acc[s][m] += vload(us + m * L) * ws;
       }
     }
-    for (; k < count; ++k, ++b) {
-      const T ws = b[0];
+    for (; k < count; ++k) {
+      const T ws = wt[cs[k] * cpad];
       const T* us = u + k * n_ld;
       for (int m = 0; m < MV; ++m) acc[0][m] += vload(us + m * L) * ws;
     }
@@ -162,21 +167,24 @@ CNNAURAL_ALWAYS_INLINE void kernel_seeds(const Segment* seg, int64_t n_seg, cons
 
 constexpr int kSeedVectors = 8;  // vectors of seeds per pass of kernel_seeds
 
+#define CNNAURAL_KERNEL_SEEDS_ARGS seg, seg_w, n_seg, U, n_ld, item_c, cpad, n0, n_valid, ci, bias, out, out_sn
 template <typename T>
-CNNAURAL_ALWAYS_INLINE void kernel_seeds_vectors(int64_t mv, const Segment* seg, int64_t n_seg, const T* U,
-                                                 int64_t n_ld, const T* b, int64_t n0, int64_t n_valid, int64_t ci,
-                                                 T bias, T* out, int64_t out_sn) {
+CNNAURAL_ALWAYS_INLINE void kernel_seeds_vectors(int64_t mv, const Segment* seg, const T* const* seg_w, int64_t n_seg,
+                                                 const T* U, int64_t n_ld, const int32_t* item_c, int64_t cpad,
+                                                 int64_t n0, int64_t n_valid, int64_t ci, T bias, T* out,
+                                                 int64_t out_sn) {
   switch (mv) {
-    case 8: kernel_seeds<T, 8, 1>(seg, n_seg, U, n_ld, b, n0, n_valid, ci, bias, out, out_sn); break;
-    case 7: kernel_seeds<T, 7, 2>(seg, n_seg, U, n_ld, b, n0, n_valid, ci, bias, out, out_sn); break;
-    case 6: kernel_seeds<T, 6, 2>(seg, n_seg, U, n_ld, b, n0, n_valid, ci, bias, out, out_sn); break;
-    case 5: kernel_seeds<T, 5, 2>(seg, n_seg, U, n_ld, b, n0, n_valid, ci, bias, out, out_sn); break;
-    case 4: kernel_seeds<T, 4, 2>(seg, n_seg, U, n_ld, b, n0, n_valid, ci, bias, out, out_sn); break;
-    case 3: kernel_seeds<T, 3, 4>(seg, n_seg, U, n_ld, b, n0, n_valid, ci, bias, out, out_sn); break;
-    case 2: kernel_seeds<T, 2, 4>(seg, n_seg, U, n_ld, b, n0, n_valid, ci, bias, out, out_sn); break;
-    default: kernel_seeds<T, 1, 8>(seg, n_seg, U, n_ld, b, n0, n_valid, ci, bias, out, out_sn); break;
+    case 8: kernel_seeds<T, 8, 1>(CNNAURAL_KERNEL_SEEDS_ARGS); break;
+    case 7: kernel_seeds<T, 7, 2>(CNNAURAL_KERNEL_SEEDS_ARGS); break;
+    case 6: kernel_seeds<T, 6, 2>(CNNAURAL_KERNEL_SEEDS_ARGS); break;
+    case 5: kernel_seeds<T, 5, 2>(CNNAURAL_KERNEL_SEEDS_ARGS); break;
+    case 4: kernel_seeds<T, 4, 2>(CNNAURAL_KERNEL_SEEDS_ARGS); break;
+    case 3: kernel_seeds<T, 3, 4>(CNNAURAL_KERNEL_SEEDS_ARGS); break;
+    case 2: kernel_seeds<T, 2, 4>(CNNAURAL_KERNEL_SEEDS_ARGS); break;
+    default: kernel_seeds<T, 1, 8>(CNNAURAL_KERNEL_SEEDS_ARGS); break;
   }
 }
+#undef CNNAURAL_KERNEL_SEEDS_ARGS
 
 // Rows r[0..7] (8 floats each) -> columns: r[c] becomes (r0[c], ..., r7[c]), in registers.
 CNNAURAL_ALWAYS_INLINE void transpose8x8(Simd<float>::V* r) {
@@ -246,11 +254,15 @@ CNNAURAL_ALWAYS_INLINE void seed_gemm_bands(const SeedGemm<T>& s) {
   // kernel_seeds: U rows of n_ld seeds
   const int64_t n_blocks = s.seeds_in_lanes ? 1 : (N + NR - 1) / NR;
   const int64_t row_len = s.seeds_in_lanes ? s.n_ld : NR;
-  std::vector<int64_t> xsrc(g.ow * g.kw), ysrc(g.kh), start, cursor, rows;
-  std::vector<int32_t> item_c, item_rep, cell_item;
+  std::vector<int64_t> xsrc(g.ow * g.kw), ysrc(g.kh), rows;
   std::vector<int64_t> last(g.c_out);
-  std::vector<T> U, B;
   std::vector<Segment> seg(g.kh * g.kw);
+  std::vector<const T*> seg_w(g.kh * g.kw);
+  // per thread, kept across calls (a band's U is a few MB: new pages every call would cost
+  // their first-touch zeroing); every entry a band reads is written for that band first
+  static thread_local std::vector<int64_t> start, cursor;
+  static thread_local std::vector<int32_t> item_c, item_rep, cell_item;
+  static thread_local std::vector<T> U, B;
   for (int64_t ox = 0; ox < g.ow; ++ox) {
     for (int64_t kx = 0; kx < g.kw; ++kx) xsrc[ox * g.kw + kx] = tap_source(ox, kx, g.sw, g.pw, g.dw, g.uw);
   }
@@ -430,16 +442,14 @@ CNNAURAL_ALWAYS_INLINE void seed_gemm_bands(const SeedGemm<T>& s) {
               const int64_t p = rowbase + x;
               const int64_t count = start[p + 1] - start[p];
               if (count == 0) continue;
+              const T* wtap = s.wp + (ky * g.kw + kx) * g.c_out * cpad;
+              seg_w[n_seg] = wtap;
               seg[n_seg++] = Segment{start[p], count};
+              if (s.seeds_in_lanes) continue;
               // the items' weight rows for this tap, W[ky, kx, c_k, :], packed in blocks of
               // 2 vectors of output channels (the last block may be 1 vector): B[block][k][:]
-              const T* wtap = s.wp + (ky * g.kw + kx) * g.c_out * cpad;
               for (int64_t k = start[p]; k < start[p + 1]; ++k, ++K) {
                 const T* wr = wtap + item_c[k] * cpad;
-                if (s.seeds_in_lanes) {
-                  for (int64_t ci = 0; ci < C; ++ci) B[ci * (B.size() / cpad) + K] = wr[ci];
-                  continue;
-                }
                 for (int64_t c0 = 0; c0 < cpad; c0 += 2 * L) {
                   const int64_t width = std::min<int64_t>(2 * L, cpad - c0);
                   T* bd = B.data() + c0 * (B.size() / cpad) + K * width;
@@ -455,8 +465,8 @@ CNNAURAL_ALWAYS_INLINE void seed_gemm_bands(const SeedGemm<T>& s) {
             for (int64_t ci = 0; ci < C; ++ci) {
               for (int64_t n0 = 0; n0 < N; n0 += kSeedVectors * L) {
                 const int64_t nv = std::min<int64_t>(kSeedVectors * L, N - n0);
-                kernel_seeds_vectors<T>((nv + L - 1) / L, seg.data(), n_seg, U.data(), s.n_ld, B.data() + ci * kmax,
-                                        n0, nv, ci, s.bias_pad[ci], o, out_sn);
+                kernel_seeds_vectors<T>((nv + L - 1) / L, seg.data(), seg_w.data(), n_seg, U.data(), s.n_ld,
+                                        item_c.data(), cpad, n0, nv, ci, s.bias_pad[ci], o, out_sn);
               }
             }
             continue;

@@ -415,6 +415,9 @@ bool switch_row_ranges(const at::Tensor& indices, const UnpoolConvGeometry& g, s
   return !bad.load();
 }
 
+// Below 8 seeds the scatter path is as fast (block 2) or faster (block 1: the GEMM's per-pixel
+// lists cost the same for any N): measured on this project's 2-core benchmark machine.
+constexpr int64_t kGemmMinSeeds = 8;
 constexpr int64_t kBandBytes = int64_t(8) << 20;   // U of one band, about
 constexpr int64_t kStripBytes = int64_t(256) << 10;  // U rows three output rows of a strip read, about
 
@@ -485,7 +488,7 @@ at::Tensor unpool_conv_transpose2d_cpu(const at::Tensor& input, const at::Tensor
   const CpuPath path = cpu_path_override();
   if (indices.size(0) == 1 && !g.compact && path != CpuPath::kScatter) {
     bool gemm = path == CpuPath::kGemm;
-    if (!gemm && g.n >= 2) {
+    if (!gemm && g.n >= kGemmMinSeeds) {
       AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "unpool_conv_transpose2d_cpu", [&] {
         gemm = dense_enough<scalar_t>(input, rectify);
       });
