@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "../common/checks.h"
@@ -486,7 +487,9 @@ at::Tensor unpool_conv_transpose2d_cpu(const at::Tensor& input, const at::Tensor
 
   // Dense seeds sharing one track's switches: the seed-batched GEMM.
   const CpuPath path = cpu_path_override();
-  if (indices.size(0) == 1 && !g.compact && path != CpuPath::kScatter) {
+  // (its item numbers are 32-bit: a band holds at most C_out * h * w items)
+  const bool gemm_fits = g.c_out * g.h * g.w < std::numeric_limits<int32_t>::max();
+  if (indices.size(0) == 1 && !g.compact && path != CpuPath::kScatter && gemm_fits) {
     bool gemm = path == CpuPath::kGemm;
     if (!gemm && g.n >= kGemmMinSeeds) {
       AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "unpool_conv_transpose2d_cpu", [&] {
