@@ -273,3 +273,172 @@ print("ok")
         assert lines[-1] == "ok"
         if isa == "default":
             assert lines[0] == "default"
+
+
+# ---------------------------------------------------------------------------------------------
+# The CPU's seed-batched GEMM (dense seeds sharing one track's switches). The op picks it for
+# dense seeds; CNNAURAL_UNPOOL_CONV_CPU=gemm | scatter forces one path, so both are held to the
+# reference on the same cases.
+# ---------------------------------------------------------------------------------------------
+def _both_cpu_paths(monkeypatch, fn):
+    out = {}
+    for path in ("gemm", "scatter"):
+        monkeypatch.setenv("CNNAURAL_UNPOOL_CONV_CPU", path)
+        out[path] = fn()
+    monkeypatch.delenv("CNNAURAL_UNPOOL_CONV_CPU")
+    return out
+
+
+def _native_and_reference(x, idx, w, b, usize, stride, padding, opad, dilation, rectify):
+    got = torch.ops.cnnaural.unpool_conv_transpose2d(x, idx, w, b, usize, stride, padding, opad, dilation, rectify)
+    want = reference.unpool_conv_transpose2d(x, idx, w, b, unpool_size=usize, stride=stride, padding=padding,
+                                             output_padding=opad, dilation=dilation, rectify=rectify)
+    return got, want
+
+
+@settings(max_examples=80, deadline=None)
+@given(N=st.integers(1, 20), C_out=st.integers(1, 9), C_in=st.sampled_from([1, 2, 3, 7, 8, 9, 16, 17, 33]),
+       H=st.integers(2, 17), W=st.integers(2, 17), pool=st.sampled_from([(2, 2), (3, 2), (2, 1), (3, 3), (1, 1)]),
+       kh=st.integers(1, 5), kw=st.integers(1, 5), stride=st.sampled_from([(1, 1), (2, 2), (1, 2), (3, 1)]),
+       padding=st.sampled_from([(0, 0), (1, 1), (2, 0)]), dilation=st.sampled_from([(1, 1), (2, 1), (2, 3)]),
+       dtype=st.sampled_from([torch.float32, torch.float64]), channels_last=st.booleans(),
+       sparsity=st.sampled_from(["dense", "half", "one-feature"]), rectify=st.booleans(), bias=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_seed_gemm_equals_reference(N, C_out, C_in, H, W, pool, kh, kw, stride, padding, dilation, dtype,
+                                    channels_last, sparsity, rectify, bias, seed):
+    """Forced onto the GEMM (and onto the scatter path): any geometry, odd sizes, overlapping pools
+    (repeated switches), N that is no multiple of the micro-kernels' 4, 6 or 8 seeds, C_in below,
+    at and above one vector, both memory formats of the input."""
+    if pool[0] > min(H, W):
+        return
+    x, idx, w, usize = pooled_case(seed, N, C_out, C_in, H, W, pool[0], pool[1], (kh, kw), stride, padding,
+                                   dilation, dtype, True, sparsity)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    b = torch.randn(C_in, dtype=dtype) if bias else None
+    opad = tuple(max(0, min(stride[d], dilation[d]) - 1) if max(stride[d], dilation[d]) > 1 else 0 for d in range(2))
+    if any((usize[d] - 1) * stride[d] - 2 * padding[d] + dilation[d] * ((kh, kw)[d] - 1) + opad[d] + 1 <= 0
+           for d in range(2)):
+        return
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
+    import os
+    for path in ("gemm", "scatter"):
+        os.environ["CNNAURAL_UNPOOL_CONV_CPU"] = path
+        try:
+            got, want = _native_and_reference(x, idx, w, b, usize, stride, padding, opad, dilation, rectify)
+        finally:
+            del os.environ["CNNAURAL_UNPOOL_CONV_CPU"]
+        torch.testing.assert_close(got, want, **tol)
+        assert got.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("C_in", [1, 3, 16, 64])
+@pytest.mark.parametrize("N", [1, 4, 5, 7, 9, 12, 13, 65])
+@pytest.mark.parametrize("pool", [(2, 2), (3, 2)])  # no repeated switches, and repeats
+def test_seed_gemm_long_inputs(N, C_in, pool, monkeypatch):
+    """A long track (1300 frames, 30 s at the paper's hop), 8 channels (multiples of 8 take the
+    8 x 8 register transpose from channels-last input), every seed count's remainder."""
+    x, idx, w, usize = pooled_case(N * 7 + C_in, N, 8, C_in, 9, 1300, pool[0], pool[1], (3, 3), (1, 1), (1, 1),
+                                   (1, 1), torch.float32, True, "dense")
+    for xs in (x, x.contiguous(memory_format=torch.channels_last)):
+        out = _both_cpu_paths(monkeypatch, lambda: _native_and_reference(xs, idx, w, None, usize, (1, 1), (1, 1),
+                                                                         (0, 0), (1, 1), True))
+        for got, want in out.values():
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("C_in", [1, 24])
+def test_seed_gemm_paper_block_shapes(C_in, monkeypatch):
+    """The paper model's blocks with 64 channels, odd plane sizes (257 x 173 pooled to 128 x 86),
+    64 dense seeds in channels-last memory, as DeconvNet chains them."""
+    x, idx, w, usize = pooled_case(11, 19, 64, C_in, 257, 45, 2, 2, (3, 3), (1, 1), (1, 1), (1, 1), torch.float32,
+                                   True, "dense")
+    x = x.contiguous(memory_format=torch.channels_last)
+    b = torch.randn(C_in)
+    out = _both_cpu_paths(monkeypatch, lambda: _native_and_reference(x, idx, w, b, usize, (1, 1), (1, 1), (0, 0),
+                                                                     (1, 1), True))
+    for got, want in out.values():
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(out["gemm"][0], out["scatter"][0], rtol=1e-5, atol=1e-5)
+
+
+def test_seed_gemm_is_chosen_for_dense_seeds_only(monkeypatch):
+    """Unforced, dense seeds and one-feature seeds both equal the reference (the op's own choice)."""
+    monkeypatch.delenv("CNNAURAL_UNPOOL_CONV_CPU", raising=False)
+    for sparsity in ("dense", "one-feature", "half"):
+        x, idx, w, usize = pooled_case(3, 16, 12, 8, 20, 30, 2, 2, (3, 3), (1, 1), (1, 1), (1, 1), torch.float32,
+                                       True, sparsity)
+        got, want = _native_and_reference(x, idx, w, None, usize, (1, 1), (1, 1), (0, 0), (1, 1), True)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("C_in", [32, 1])
+@pytest.mark.parametrize("pool", [(3, 2), (2, 2)])
+def test_seed_gemm_is_deterministic_across_threads(C_in, pool, monkeypatch):
+    monkeypatch.setenv("CNNAURAL_UNPOOL_CONV_CPU", "gemm")
+    x, idx, weight, usize = pooled_case(5, 11, 8, C_in, 40, 30, pool[0], pool[1], (3, 3), (1, 1), (1, 1), (1, 1),
+                                        torch.float32, True, "dense")
+    args = (x, idx, weight, None, usize, (1, 1), (1, 1), (0, 0), (1, 1), True)
+    n = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = torch.ops.cnnaural.unpool_conv_transpose2d(*args)
+    finally:
+        torch.set_num_threads(n)
+    many = torch.ops.cnnaural.unpool_conv_transpose2d(*args)
+    assert torch.equal(one, many)
+
+
+@settings(max_examples=20, deadline=None)
+@given(bad=st.one_of(st.integers(-2**40, -1), st.integers(64, 2**40)), pos=st.integers(0, 3 * 4 * 4 - 1))
+def test_seed_gemm_rejects_bad_switches(bad, pos):
+    import os
+    x = torch.rand(7, 3, 4, 4) + 0.1
+    idx = torch.randint(0, 64, (1, 3, 4, 4))
+    idx.view(-1)[pos] = bad
+    os.environ["CNNAURAL_UNPOOL_CONV_CPU"] = "gemm"
+    try:
+        with pytest.raises(RuntimeError, match="unpool_conv_transpose2d: indices must lie in"):
+            torch.ops.cnnaural.unpool_conv_transpose2d(x, idx, torch.rand(3, 2, 3, 3), None, (8, 8), (1, 1), (1, 1),
+                                                       (0, 0), (1, 1), True)
+    finally:
+        del os.environ["CNNAURAL_UNPOOL_CONV_CPU"]
+
+
+def test_seed_gemm_both_cpu_loop_variants_equal_the_reference():
+    """The GEMM's AVX2+FMA variant and its default loops (CNNAURAL_CPU_ISA=default, fresh process)
+    on the cases that take each micro-kernel and the 8 x 8 transpose."""
+    import os
+    import subprocess
+    import sys
+
+    code = r"""
+import torch
+from cnnaural_ext import _C, reference
+from helpers import pooled_case
+print(_C.build_info()["cpu_isa"])
+cases = [(13, 8, 1, torch.float32, True), (13, 8, 1, torch.float64, False), (7, 5, 20, torch.float32, False),
+         (9, 16, 17, torch.float64, True), (4, 3, 8, torch.float32, False), (17, 8, 3, torch.float32, True)]
+for i, (n, c_out, c_in, dtype, cl) in enumerate(cases):
+    for pool in ((2, 2), (3, 2)):
+        x, idx, w, usize = pooled_case(i, n, c_out, c_in, 21, 37, pool[0], pool[1], (3, 3), (1, 1), (1, 1), (1, 1),
+                                       dtype, True, "dense")
+        if cl:
+            x = x.contiguous(memory_format=torch.channels_last)
+        got = torch.ops.cnnaural.unpool_conv_transpose2d(x, idx, w, None, usize, (1, 1), (1, 1), (0, 0), (1, 1), True,
+                                                         None)
+        want = reference.unpool_conv_transpose2d(x, idx, w, None, unpool_size=usize, stride=(1, 1), padding=(1, 1))
+        tol = 1e-4 if dtype == torch.float32 else 1e-10
+        torch.testing.assert_close(got, want, rtol=tol, atol=tol)
+print("ok")
+"""
+    tests = os.path.dirname(os.path.abspath(__file__))
+    for isa in ("default", "auto"):
+        env = dict(os.environ, CNNAURAL_CPU_ISA=isa, CNNAURAL_UNPOOL_CONV_CPU="gemm",
+                   PYTHONPATH=tests + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+        assert r.returncode == 0, r.stderr
+        lines = r.stdout.split()
+        assert lines[-1] == "ok"
+        if isa == "default":
+            assert lines[0] == "default"

@@ -8,12 +8,15 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "../common/checks.h"
 #include "../common/cpu_isa.h"
 #include "../common/output_pool.h"
+#include "seed_gemm_cpu.h"
 #include "unpool_conv.h"
 #include "unpool_conv_math.h"
 
@@ -317,6 +320,158 @@ auto tasks_variant() -> void (*)(const Tasks<scalar_t>&, int64_t, int64_t) {
 #endif
   return &run_tasks_default<scalar_t>;
 }
+
+// The seed-batched GEMM's variants (seed_gemm_cpu.h), chosen the same way.
+template <typename scalar_t>
+CNNAURAL_FLATTEN void seed_gemm_default(const SeedGemm<scalar_t>& s) {
+  seed_gemm_bands(s);
+}
+
+#if CNNAURAL_AVX2_DISPATCH
+template <typename scalar_t>
+CNNAURAL_TARGET_AVX2 CNNAURAL_FLATTEN void seed_gemm_avx2(const SeedGemm<scalar_t>& s) {
+  seed_gemm_bands(s);
+}
+#endif
+
+template <typename scalar_t>
+auto seed_gemm_variant() -> void (*)(const SeedGemm<scalar_t>&) {
+#if CNNAURAL_AVX2_DISPATCH
+  if (cpu_isa() == CpuIsa::kAvx2Fma) return &seed_gemm_avx2<scalar_t>;
+#endif
+  return &seed_gemm_default<scalar_t>;
+}
+
+// Which CPU path takes dense seeds: CNNAURAL_UNPOOL_CONV_CPU=gemm | scatter forces one (tests and
+// benchmarks compare them), anything else (or unset) lets the op choose. Read at every call.
+enum class CpuPath { kAuto, kGemm, kScatter };
+CpuPath cpu_path_override() {
+  const char* env = std::getenv("CNNAURAL_UNPOOL_CONV_CPU");
+  if (env == nullptr) return CpuPath::kAuto;
+  if (std::strcmp(env, "gemm") == 0) return CpuPath::kGemm;
+  if (std::strcmp(env, "scatter") == 0) return CpuPath::kScatter;
+  return CpuPath::kAuto;
+}
+
+// Whether the seeds are dense enough for the GEMM, which multiplies every (seed, item) pair
+// whether its value is zero or not, where the scatter path's work follows the non-zero values:
+// from a sample of one pooled value per (seed, channel) pair (at most ~4096 of them), at least
+// one in 16 positive (non-zero without the rectifier). One-feature seeds stored densely (one
+// channel of C_out per seed) stay on the scatter path.
+template <typename scalar_t>
+bool dense_enough(const at::Tensor& input, bool rectify) {
+  const int64_t N = input.size(0), C = input.size(1), h = input.size(2), w = input.size(3);
+  const int64_t sn = input.stride(0), sc = input.stride(1), sh = input.stride(2), sw = input.stride(3);
+  const scalar_t* ip = input.data_ptr<scalar_t>();
+  const int64_t hw = h * w;
+  if (N == 0 || C == 0 || hw == 0) return false;
+  const int64_t step_n = std::max<int64_t>(1, N * C / 4096);
+  int64_t samples = 0, hits = 0;
+  for (int64_t n = 0; n < N; n += step_n) {
+    for (int64_t c = 0; c < C; ++c) {
+      const int64_t cell = (n * 7919 + c * 104729) % hw;
+      const scalar_t v = ip[n * sn + c * sc + (cell / w) * sh + (cell % w) * sw];
+      hits += rectify ? v > scalar_t(0) : v != scalar_t(0);
+      ++samples;
+    }
+  }
+  return hits * 16 >= samples;
+}
+
+// Per pooled row: the lowest and highest row of its switches in the unpooled plane (lo > hi
+// when it has none), from one pass over the indices (batch 1). Returns false when a switch lies
+// outside the plane.
+bool switch_row_ranges(const at::Tensor& indices, const UnpoolConvGeometry& g, std::vector<int64_t>* lo,
+                       std::vector<int64_t>* hi) {
+  const int64_t sc = indices.stride(1), sh = indices.stride(2), sw = indices.stride(3);
+  const int64_t* xp = indices.data_ptr<int64_t>();
+  const int64_t plane = g.uh * g.uw;
+  const double inv_uw = 1.0 / static_cast<double>(g.uw);
+  lo->assign(g.h, g.uh);
+  hi->assign(g.h, -1);
+  std::atomic<bool> bad{false};
+  at::parallel_for(0, g.h, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      int64_t pmin = plane, pmax = -1;
+      for (int64_t c = 0; c < g.c_out; ++c) {
+        const int64_t* xr = xp + c * sc + i * sh;
+        for (int64_t j = 0; j < g.w; ++j) {
+          const int64_t p = xr[j * sw];
+          pmin = std::min(pmin, p);
+          pmax = std::max(pmax, p);
+        }
+      }
+      if (g.c_out * g.w == 0) continue;
+      if (!switch_valid(pmin, plane) || !switch_valid(pmax, plane)) {
+        bad.store(true, std::memory_order_relaxed);
+        continue;
+      }
+      int64_t y, x;
+      row_col(pmin, g.uw, inv_uw, &y, &x);
+      (*lo)[i] = y;
+      row_col(pmax, g.uw, inv_uw, &y, &x);
+      (*hi)[i] = y;
+    }
+  });
+  return !bad.load();
+}
+
+// Below 8 seeds the scatter path is as fast (block 2) or faster (block 1: the GEMM's per-pixel
+// lists cost the same for any N): measured on this project's 2-core benchmark machine.
+constexpr int64_t kGemmMinSeeds = 8;
+constexpr int64_t kBandBytes = int64_t(8) << 20;   // U of one band, about
+constexpr int64_t kStripBytes = int64_t(256) << 10;  // U rows three output rows of a strip read, about
+
+// The seed-batched GEMM over the whole output (see seed_gemm_cpu.h).
+template <typename scalar_t>
+void run_seed_gemm(const UnpoolConvGeometry& g, const at::Tensor& input, const at::Tensor& indices,
+                   const at::Tensor& weight, const std::optional<at::Tensor>& bias, bool rectify, at::Tensor& out) {
+  constexpr int64_t L = Simd<scalar_t>::kLanes;
+  std::vector<int64_t> row_lo, row_hi;
+  CNNAURAL_CHECK(switch_row_ranges(indices, g, &row_lo, &row_hi), kOp, "indices must lie in [0, H*W) = [0, ",
+                 g.uh * g.uw, ") for unpool_size (", g.uh, ", ", g.uw,
+                 "); pass the indices returned by F.max_pool2d(..., return_indices=True)");
+  const int64_t C = g.c_in;
+  const bool seeds_in_lanes = C < L;
+  const int64_t cpad = (C + L - 1) / L * L;
+  // weight (kH, kW, C_out, cpad), zeros beyond C_in; bias (cpad)
+  at::Tensor wt = at::zeros({g.kh, g.kw, g.c_out, cpad}, weight.options());
+  wt.narrow(3, 0, C).copy_(weight.permute({2, 3, 0, 1}));
+  at::Tensor bpad = at::zeros({cpad}, weight.options());
+  if (bias.has_value()) bpad.narrow(0, 0, C).copy_(*bias);
+  const int64_t seed_rows = g.n <= 4 ? 4 : kSeedRows;
+  const int64_t n_ld = seeds_in_lanes ? (g.n + L - 1) / L * L : (g.n + seed_rows - 1) / seed_rows * seed_rows;
+  // bands: about kBandBytes of U each (items per switch row ~ C_out h w / H), and enough of them
+  // to share between the threads
+  const int64_t threads = at::get_num_threads();
+  const double items_per_row = static_cast<double>(g.c_out * g.h * g.w) / static_cast<double>(g.uh);
+  const double row_bytes = std::max(1.0, items_per_row * n_ld * sizeof(scalar_t) * g.sh);
+  int64_t band_rows = std::max<int64_t>(8, static_cast<int64_t>(kBandBytes / row_bytes));
+  band_rows = std::min(band_rows, std::max<int64_t>(1, (g.oh + 2 * threads - 1) / (2 * threads)));
+  const int64_t n_bands = (g.oh + band_rows - 1) / band_rows;
+  const double items_per_pos = static_cast<double>(g.c_out * g.h * g.w) / static_cast<double>(g.uh * g.uw);
+  const double pos_bytes = std::max(1.0, items_per_pos * n_ld * sizeof(scalar_t) * g.kh);
+  const int64_t strip_cols =
+      std::clamp<int64_t>(static_cast<int64_t>(kStripBytes / pos_bytes) - (g.kw - 1) * g.dw, 4, std::max<int64_t>(g.ow, 4));
+  std::atomic<int64_t> next_band{0};
+  const SeedGemm<scalar_t> s{&g,
+                             input.data_ptr<scalar_t>(),
+                             indices.data_ptr<int64_t>(),
+                             wt.data_ptr<scalar_t>(),
+                             bpad.data_ptr<scalar_t>(),
+                             out.data_ptr<scalar_t>(),
+                             row_lo.data(),
+                             row_hi.data(),
+                             &next_band,
+                             input.stride(0), input.stride(1), input.stride(2), input.stride(3),
+                             indices.stride(1), indices.stride(2), indices.stride(3),
+                             cpad, seed_rows, n_ld, band_rows, n_bands, strip_cols,
+                             rectify, seeds_in_lanes};
+  const auto run = seed_gemm_variant<scalar_t>();
+  at::parallel_for(0, std::min(threads, n_bands), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) run(s);
+  });
+}
 }  // namespace
 
 at::Tensor unpool_conv_transpose2d_cpu(const at::Tensor& input, const at::Tensor& indices, const at::Tensor& weight,
@@ -329,6 +484,25 @@ at::Tensor unpool_conv_transpose2d_cpu(const at::Tensor& input, const at::Tensor
   CNNAURAL_CHECK(input.device().is_cpu(), kOp, "the CPU kernel got a tensor on ", input.device());
   at::Tensor out = pooled_empty({g.n, g.c_in, g.oh, g.ow}, input.scalar_type(), at::MemoryFormat::ChannelsLast);
   if (out.numel() == 0) return out;
+
+  // Dense seeds sharing one track's switches: the seed-batched GEMM.
+  const CpuPath path = cpu_path_override();
+  // (its item numbers are 32-bit: a band holds at most C_out * h * w items)
+  const bool gemm_fits = g.c_out * g.h * g.w < std::numeric_limits<int32_t>::max();
+  if (indices.size(0) == 1 && !g.compact && path != CpuPath::kScatter && gemm_fits) {
+    bool gemm = path == CpuPath::kGemm;
+    if (!gemm && g.n >= kGemmMinSeeds) {
+      AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "unpool_conv_transpose2d_cpu", [&] {
+        gemm = dense_enough<scalar_t>(input, rectify);
+      });
+    }
+    if (gemm) {
+      AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "unpool_conv_transpose2d_cpu", [&] {
+        run_seed_gemm<scalar_t>(g, input, indices, weight, bias, rectify, out);
+      });
+      return out;
+    }
+  }
 
   const at::Tensor wt = weight.permute({0, 2, 3, 1}).contiguous();  // (C_out, kH, kW, C_in)
   const at::Tensor b = bias.has_value() ? bias->contiguous() : at::Tensor();
