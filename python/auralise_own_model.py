@@ -1,5 +1,8 @@
-"""Auralise features of your own PyTorch CNN: any chain of Conv2d / BatchNorm2d / ReLU-family /
-MaxPool2d / Dropout / Flatten / Linear works, as nn.Sequential or a torch.fx-traceable module.
+"""Auralise features of your own PyTorch CNN. A chain of Conv2d / BatchNorm2d / ReLU-family /
+MaxPool2d / Dropout / Flatten / Linear (nn.Sequential or torch.fx-traceable) takes the fast chain
+path; any other differentiable model (residual blocks, concatenation, average pooling, Conv1d,
+grouped convs, a front end inside the model) takes the general path (see the README's "Your own
+model"). Layers are 1-based conv indices or module names.
 
     python python/auralise_own_model.py TRACK [--layer 2] [--features top:4] [--out out/own]
 """
