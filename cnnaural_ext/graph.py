@@ -466,17 +466,7 @@ class GraphDeconvNet(DeconvNet):
                 if any(m is fm for _, fm in self.front_end):
                     raise CnnauralError(f"layer '{text}' is the front end: the maps are taken at its output")
                 return text
-        try:
-            if isinstance(layer, float) and not layer.is_integer():
-                raise TypeError
-            layer = int(layer)
-        except (TypeError, ValueError):
-            raise CnnauralError(f"layer must be an integer 1..{self.n_layers}, 'output' or a module name "
-                                f"(got {layer!r})") from None
-        if not 1 <= layer <= self.n_layers:
-            raise CnnauralError(f"layer {layer} is out of range: the model has {self.n_layers} conv layers "
-                                f"(1..{self.n_layers})")
-        return layer
+        return self._check_layer(layer)
 
     def name(self, layer) -> str:
         key = self.key(layer)

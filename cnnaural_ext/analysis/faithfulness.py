@@ -279,7 +279,7 @@ def measure_clip(listener: Listener, clip: Clip, layers, *, top: int = 3, steps:
         m = normalise(maps.reshape(maps.shape[0], *S.shape).cpu())
         jobs += [(layer, feats, "deconvnet", m), (layer, feats, "random", shuffle_within_frames(m, gen))]
     # every mask is drawn whatever is asked for, so a clip's numbers never depend on `explainers`
-    rows, unit_rows = [], []
+    rows, unit_rows, original_means = [], [], {}
     for tgt, feats, explainer, m in jobs:
         K = m.shape[0]
         with_classes = classes and explainer in explainers
@@ -305,7 +305,9 @@ def measure_clip(listener: Listener, clip: Clip, layers, *, top: int = 3, steps:
                              "deletion": dele[i].tolist(), "insertion": ins[i].tolist()})
         if with_units:
             a_in = listener.feature_means(audio[:K], tgt)
-            a0 = listener.feature_means(wave[None], tgt)[0]
+            if tgt not in original_means:  # the original clip's, once per layer
+                original_means[tgt] = listener.feature_means(wave[None], tgt)[0]
+            a0 = original_means[tgt]
             for i, f in enumerate(feats):
                 unit_rows.append({"layer": tgt, "feature": int(f), "measure": explainer,
                                   **unit_scores(a_in[i], a0, int(f))})

@@ -1,8 +1,9 @@
 """How much of what is heard is what the map says, per layer, mode and phase (see `quality`).
 
-For every clip, layer and (mode, phase), the chosen features are auralised without peak
-normalisation; each clip's spectral convergence against the magnitude its map asks for and its
-share of samples beyond full scale are taken, and summarised per (layer, mode, phase): median and
+For every clip, layer and (mode, phase), the chosen features are auralised; the spectral
+convergence against the magnitude its map asks for and the share of samples beyond full scale
+that `Auraliser.auralise_layers` measures for every clip (before peak normalisation) are
+summarised per (layer, mode, phase): median and
 quartiles of the spectral convergence, the share of clips above `quality.INCONSISTENT`, the mean
 clipped share.
 """
@@ -12,7 +13,7 @@ import numpy as np
 import torch
 
 from ..errors import CnnauralError
-from ..quality import INCONSISTENT, clipped_share, intended_magnitude, spectral_convergence
+from ..quality import INCONSISTENT
 
 MODES = ("mask", "magnitude")
 PHASES = ("original", "griffinlim")
@@ -20,17 +21,12 @@ PHASES = ("original", "griffinlim")
 
 def clip_quality(auraliser, wave: torch.Tensor, layers, *, features="top:3", mode: str = "mask",
                  phase: str = "original", seed: str = "map") -> list[dict]:
-    """Per layer and feature of one clip: {"layer", "feature", "spectral_convergence", "clipped"}."""
-    spec = auraliser.spectrogram
-    rows = []
-    for res in auraliser.auralise_layers(wave, layers, features, mode=mode, phase=phase, seed=seed, normalize=False):
-        gain = spec.to_linear(res.maps.to(res.stft.device), kind=mode)
-        want = intended_magnitude(res.stft, gain, mode)
-        sc = spectral_convergence(res.audio, want, spec).cpu()
-        clip = clipped_share(res.audio).cpu()
-        rows += [{"layer": res.layer, "feature": int(f), "spectral_convergence": float(sc[i]), "clipped": float(clip[i])}
-                 for i, f in enumerate(res.features)]
-    return rows
+    """Per layer and feature of one clip: {"layer", "feature", "spectral_convergence", "clipped"}
+    (what `Auraliser.auralise_layers` measures for every clip it makes, in `result.inversion`)."""
+    return [{"layer": res.layer, "feature": int(f), "spectral_convergence": inv["spectral_convergence"],
+             "clipped": inv["clipped"]}
+            for res in auraliser.auralise_layers(wave, layers, features, mode=mode, phase=phase, seed=seed)
+            for f, inv in zip(res.features, res.inversion)]
 
 
 def inversion_quality(auraliser, clips, *, layers=(1,), features="top:3", modes=MODES, phases=PHASES,
