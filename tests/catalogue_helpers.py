@@ -57,3 +57,11 @@ def activation_rows(out) -> list:
 
     rows = read_activations(out).drop(["run"]).to_pylist()
     return sorted(rows, key=lambda r: (r["id"], r["layer"], r["feature"]))
+
+
+def clip_rows(out) -> list:
+    """The committed clip-table rows of a catalogue without the run column, sorted."""
+    from cnnaural_ext.catalogue import read_clips
+
+    rows = read_clips(out).drop(["run"]).to_pylist()
+    return sorted(rows, key=lambda r: (r["id"], r["layer"], r["feature"]))

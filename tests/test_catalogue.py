@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from catalogue_helpers import GOOD, activation_rows, add_bad_files, make_tree, tree_digest
+from catalogue_helpers import GOOD, activation_rows, clip_rows, add_bad_files, make_tree, tree_digest
 from cnnaural_ext import Auraliser
 from cnnaural_ext.catalogue import latest_states, read_manifest, read_rows, run_catalogue, status, track_id
 from cnnaural_ext.catalogue.ledger import shard_lock
@@ -81,6 +81,8 @@ def test_kill_then_resume_matches_uninterrupted_run(tmp_path, aur, checkpoint):
     assert {r["status"] for r in latest_states(out).values()} == {"ok"}
     assert tree_digest(out / "audio") == tree_digest(ref / "audio")  # byte-identical FLAC, no leftovers
     assert activation_rows(out) == activation_rows(ref)
+    assert clip_rows(out) == clip_rows(ref) and len(clip_rows(out)) == len(good) * (
+        aur.deconvnet.n_features(1) + aur.deconvnet.n_features(5))
     third = run_catalogue(src, out, auraliser=aur, layers="1,5", features="all", duration=2.0, workers=0,
                           progress=False)
     assert (third["ok"], third["error"], third["skipped"], third["already_done"]) == (0, 0, 0, len(good))

@@ -103,6 +103,8 @@ def test_atlas_auralises_the_top_windows_once(fresh, aur):
         m = json.loads((folder / "manifest.json").read_text())
         assert m["track"] == w["relative_path"] and m["offset"] == pytest.approx(w["start"])
         assert [(it["layer"], it["feature"]) for it in m["items"]] == [(1, feature)]
+        assert w["spectral_convergence"] == m["items"][0]["spectral_convergence"] is not None
+        assert w["inconsistent"] == m["items"][0]["inconsistent"]
         for name in (w["original"], w["audio"], w["image"], w["figure"]):
             assert (folder / name).is_file()
         assert w["end"] - w["start"] == pytest.approx(min(WINDOW, TRACKS[w["relative_path"]]), abs=1e-3)

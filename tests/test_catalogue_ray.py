@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from catalogue_helpers import GOOD, activation_rows, add_bad_files, make_tree, tree_digest
+from catalogue_helpers import GOOD, activation_rows, add_bad_files, clip_rows, make_tree, tree_digest
 from cnnaural_ext import Auraliser
 from cnnaural_ext.catalogue import latest_states, read_rows, run_catalogue
 from cnnaural_ext.errors import CnnauralError
@@ -84,6 +84,7 @@ def test_ray_and_local_write_the_same_files_and_rows(runs):
     assert len([k for k in durable_files(ray) if k.endswith(".flac")]) == len(GOOD) * 5
     assert ledger_rows(ray) == ledger_rows(local)
     assert activation_rows(ray) == activation_rows(local)
+    assert clip_rows(ray) == clip_rows(local) and len(clip_rows(ray)) == len(GOOD) * 4
     assert all(r["part"] and (ray / "activations" / r["part"]).is_file() for r in read_rows(ray))
 
 

@@ -12,6 +12,9 @@ same per-track work, the same files and rows):
   the excerpt (original.flac, layer<L>_feature<kkk>.flac, manifest.json; PNGs with figures);
 - ``OUT/activations/part-<run>-<nnnn>.parquet``: per (track, layer, feature), every feature of
   every chosen layer over the whole track (`activations`); read them with `read_activations`;
+- ``OUT/clips/part-<run>-<nnnn>.parquet``: per clip written (track, layer, feature), its file and
+  how far its audio is from its map (spectral convergence, clipped share, the inconsistent flag;
+  `clips`); read them with `read_clips`;
 - ``OUT/ledger/<run>.jsonl``: one row per track attempt (`ledger`); a track's latest row is its
   state, ok only once its files and activation rows are on disk.
 
@@ -26,6 +29,7 @@ needs Ray (``pip install cnnaural_ext[ray]``), likewise.
 """
 from .activations import DEFAULT_WINDOW, read_activations
 from .atlas import build_atlas
+from .clips import read_clips
 from .config import fingerprint
 from .engine import ENGINES, run_catalogue, summary_line
 from .ledger import latest_states, read_rows
@@ -33,5 +37,5 @@ from .sources import parse_shard, read_manifest, shard_of, track_id, walk_source
 from .summary import format_status, status
 
 __all__ = ["DEFAULT_WINDOW", "ENGINES", "build_atlas", "fingerprint", "format_status", "latest_states", "parse_shard",
-           "read_activations", "read_manifest", "read_rows", "run_catalogue", "shard_of", "status", "summary_line", "track_id",
+           "read_activations", "read_clips", "read_manifest", "read_rows", "run_catalogue", "shard_of", "status", "summary_line", "track_id",
            "walk_source"]

@@ -100,32 +100,39 @@ def min_frames(auraliser, layer: int, limit: int = 1 << 16) -> int:
 
 
 class PartWriter:
-    """Collects the rows of tracks and writes them as one Parquet part per flush."""
+    """Collects the rows of tracks and writes them as one part per flush: the activation rows to
+    ``OUT/activations/<part>`` and the clip rows (`clips`) to ``OUT/clips/<part>``, same name."""
 
     def __init__(self, out, run: str):
-        self.dir = Path(out) / "activations"
+        self.out = Path(out)
         self.run = run
         self.seq = 0
         self.cols: dict = {}
+        self.clips: dict = {}
         self.n_tracks = 0
 
-    def add(self, track, cols: dict, duration: float) -> None:
+    def add(self, track, cols: dict, duration: float, clips: dict | None = None) -> None:
         n = len(cols["feature"])
         extra = {"id": [track.id] * n, "relative_path": [track.relative_path] * n, "duration": [duration] * n}
         for k, v in {**extra, **cols}.items():
             self.cols.setdefault(k, []).extend(v)
+        for k, v in (clips or {}).items():
+            self.clips.setdefault(k, []).extend(v)
         self.n_tracks += 1
 
     def flush(self) -> str | None:
-        """Write the collected rows (durably) and return the part's file name; None if empty."""
+        """Write the collected rows (durably: clips first, the activation part last) and return
+        the part's file name; None if empty."""
         if not self.n_tracks:
             return None
+        from .clips import clip_table
         from .tables import write_parquet
 
         name = f"part-{self.run}-{self.seq:04d}.parquet"
-        write_parquet(self.dir / name, activation_table(self.cols, self.run), fsync=True)
+        write_parquet(self.out / "clips" / name, clip_table(self.clips, self.run), fsync=True)
+        write_parquet(self.out / "activations" / name, activation_table(self.cols, self.run), fsync=True)
         self.seq += 1
-        self.cols, self.n_tracks = {}, 0
+        self.cols, self.clips, self.n_tracks = {}, {}, 0
         return name
 
 
@@ -164,33 +171,7 @@ def read_activations(out, *, layers=None, features=None, columns=None):
         columns: keep only these columns (`COLUMNS`; id, layer and feature are always kept).
             Leaving out window_max, the one list column, makes the read several times lighter.
     """
-    from .ledger import latest_states
-    from .tables import import_pyarrow, read_parquet
+    from .tables import read_parts
 
-    pa, _ = import_pyarrow()
-    import pyarrow.compute as pc
-
-    filters = []
-    for name, value in (("layer", layers), ("feature", features)):
-        if value is not None:
-            values = [int(v) for v in ([value] if isinstance(value, int) else value)]
-            filters.append((name, "in", values))
-    if columns is not None:
-        bad = [c for c in columns if c not in COLUMNS]
-        if bad:
-            raise CnnauralError(f"the activation table has no column {bad[0]!r}; its columns: {', '.join(COLUMNS)}")
-        columns = [c for c in COLUMNS if c in set(columns) | {"id", "layer", "feature"}]
-    keep: dict = {}
-    for row in latest_states(out).values():
-        if row["status"] == "ok" and row.get("part"):
-            keep.setdefault(row["part"], set()).add(row["id"])
-    tables = []
-    for part, ids in sorted(keep.items()):
-        t = read_parquet(Path(out) / "activations" / part, columns=columns, filters=filters or None)
-        mask = pc.is_in(t["id"], value_set=pa.array(sorted(ids), pa.string()))
-        tables.append(t.filter(mask))
-    if not tables:
-        t = activation_table({}, "")
-        return t.select(columns) if columns is not None else t
-    t = pa.concat_tables(tables)
-    return t.sort_by([("id", "ascending"), ("layer", "ascending"), ("feature", "ascending")])
+    return read_parts(out, "activations", activation_table({}, ""), COLUMNS, layers=layers, features=features,
+                      columns=columns)

@@ -283,7 +283,8 @@ def build_atlas(out, *, layers=None, top: int = 8, auraliser=None, model=None, d
         top [window dicts], class_means ([per class] or None)}]}], auralised, reused, missing}.
         A window dict: rank, id, relative_path, class, window, value, duration, start, end, and
         folder (relative to OUT/atlas), original, audio, image, figure (file names in folder; None
-        when it could not be auralised).
+        when it could not be auralised), spectral_convergence, clipped and inconsistent (the clip's
+        inversion quality, `quality`; None, None, False when it could not be auralised).
     """
     from .activations import read_activations
 
@@ -343,4 +344,5 @@ def _attach_files(root: Path, layer: int, feature: int, w: dict, req: dict, wind
     figure = f"layer{layer}_figure.png"
     w.update({"class": class_of(w["relative_path"]), "start": start, "end": start + n / sr, "folder": folder,
               "original": m and m["original"], "audio": item.get("audio"), "image": item.get("image"),
-              "figure": figure if m and (root / folder / figure).is_file() else None})
+              "figure": figure if m and (root / folder / figure).is_file() else None,
+              "spectral_convergence": item.get("spectral_convergence"), "clipped": item.get("clipped"), "inconsistent": bool(item.get("inconsistent"))})

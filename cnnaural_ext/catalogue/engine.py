@@ -12,7 +12,8 @@ manifest order, with decoding running ahead in worker processes (`decode.Decoder
 2. the activation rows of the whole track (`activations.track_rows`: one forward pass);
 3. `Auraliser.auralise_file` on the excerpt into ``OUT/audio/<folder>/`` (every file atomically,
    manifest.json last);
-4. the rows are kept until the next flush, which writes them as one Parquet part (fsync'd) and
+4. the activation rows and the clip rows (`clips`: each clip's file and inversion quality) are
+   kept until the next flush, which writes them as one Parquet part of each table (fsync'd) and
    then appends the tracks' ``ok`` rows (so an ok track has every file and row in place).
 
 Steps 1-3 are `process_track`, which every engine runs (the Ray engine in its actors, through
@@ -31,6 +32,7 @@ import torch
 
 from ..errors import CnnauralError
 from .activations import DEFAULT_WINDOW, PartWriter, min_frames, track_rows
+from .clips import clip_columns
 from .config import catalogue_config, check_or_write_config
 from .decode import Decoder, decode
 from .ledger import Ledger, config_lock, latest_states, new_run_id, shard_lock
@@ -239,7 +241,7 @@ class Recorder:
         row = self.ledger.row(t, status, seconds=seconds, error_type=result.get("error_type"),
                               message=result.get("message"))
         if status == "ok":
-            self.parts.add(t, result["cols"], result["duration"])
+            self.parts.add(t, result["cols"], result["duration"], result.get("clips"))
             self.waiting.append(row)
             if len(self.waiting) >= self.flush_every or time.monotonic() - self.last_flush > FLUSH_SECONDS:
                 self.flush()
@@ -282,17 +284,18 @@ def summary_line(s: dict) -> str:
 def process_track(aur, t, wave, err, job: TrackJob) -> dict:
     """The work of one decoded track, the same in every engine: writes its audio folder and returns
     {"status": ok | error | skipped, "error_type", "message", "cols" (the activation columns of an
-    ok track), "duration" (seconds)}. Never raises for a bad track."""
+    ok track), "duration" (seconds), "clips" (its clip-table columns, `clips.clip_columns`)}.
+    Never raises for a bad track."""
     if err is not None:
         return {"status": "error", "error_type": err[0], "message": err[1]}
     try:
-        cols, seconds = _auralise_track(aur, t, wave, job.out, job.layers, job.req, job.window, job.need)
+        cols, seconds, clips = _auralise_track(aur, t, wave, job.out, job.layers, job.req, job.window, job.need)
     except Skip as e:
         return {"status": "skipped", "message": str(e)}
     except Exception as e:  # one bad track is one error row; the run goes on
         return {"status": "error", "error_type": type(e).__name__,
                 "message": (str(e) or repr(e)).splitlines()[0]}
-    return {"status": "ok", "cols": cols, "duration": seconds}
+    return {"status": "ok", "cols": cols, "duration": seconds, "clips": clips}
 
 
 def process_file(aur, t, job: TrackJob) -> tuple:
@@ -322,8 +325,8 @@ def _auralise_track(aur, t, wave, out, layers, req, window, need):
     cols = track_rows(aur, wave, layers, window)
     folder = out / "audio" / t.folder
     _clean_temporaries(folder, ".*.part.*")
-    aur.auralise_file(wave, folder, layers=layers, name=t.relative_path, **req)
-    return cols, n / sr
+    rows = aur.auralise_file(wave, folder, layers=layers, name=t.relative_path, **req)
+    return cols, n / sr, clip_columns(t, rows, f"audio/{t.folder}")
 
 
 def _clean_temporaries(folder: Path, pattern: str) -> None:

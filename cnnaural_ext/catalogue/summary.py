@@ -17,8 +17,12 @@ def status(out, max_errors: int = 20) -> dict:
     Returns:
         {"out", "tracks", "counts" {ok, error, skipped, pending}, "shards" {"i/N": counts} (the
         shards of the latest run's N), "fingerprint", "config", "model_source", "errors" (the
-        latest error rows, at most `max_errors`: relative_path, error_type, message)}.
+        latest error rows, at most `max_errors`: relative_path, error_type, message), "clips"
+        {"total", "inconsistent" (clips whose spectral convergence is above `quality.INCONSISTENT`),
+        "threshold"}}.
     """
+    from ..quality import INCONSISTENT
+
     cfg = read_config(out)
     if cfg is None:
         raise CnnauralError(f"{out} is not a catalogue (no config.json); "
@@ -39,7 +43,15 @@ def status(out, max_errors: int = 20) -> dict:
     shards = dict(sorted(shards.items(), key=lambda kv: int(kv[0].split("/")[0])))
     return {"out": str(Path(out)), "tracks": len(manifest), "counts": counts, "shards": shards,
             "fingerprint": cfg.get("fingerprint"), "config": cfg.get("config", {}),
-            "model_source": cfg.get("model_source"), "errors": errors}
+            "model_source": cfg.get("model_source"), "errors": errors, "clips": clip_counts(out) | {"threshold": INCONSISTENT}}
+
+
+def clip_counts(out) -> dict:
+    """{"total", "inconsistent"}: the catalogue's clips (`clips.read_clips`) and those flagged."""
+    from .clips import read_clips
+
+    flags = read_clips(out, columns=["inconsistent"])["inconsistent"].to_pylist()
+    return {"total": len(flags), "inconsistent": sum(1 for f in flags if f)}
 
 
 def format_status(st: dict) -> str:
@@ -52,6 +64,10 @@ def format_status(st: dict) -> str:
     if len(st["shards"]) > 1:
         for key, sc in st["shards"].items():
             lines.append(f"  shard {key}: " + ", ".join(f"{sc[s]} {s}" for s in STATES))
+    cl = st.get("clips")
+    if cl and cl["total"]:
+        lines.append(f"  clips: {cl['total']}, {cl['inconsistent']} with an inconsistent inversion (spectral convergence "
+                     f"above {cl['threshold']:g}: what is heard is largely not the map); read_clips(OUT) lists them")
     for e in st["errors"]:
         lines.append(f"  error: {e['relative_path']}: {e['error_type']}: {e['message']}")
     if c["error"] > len(st["errors"]):
