@@ -9,6 +9,8 @@
 (c) local: `run_catalogue(engine="local")` (decode in worker processes, ledger, parts); its
     waited_pct is the share of its wall time the compute loop waited on a decode or on writing
     parts and ledger rows (the summary's timing; auralise_file's own file writes count as compute);
+(c4) local, batch_size=4: (c) with the excerpts of 4 tracks at a time through one batched
+    forward pass and deconvolution (`--batch-size 4`);
 (d) ray: `run_catalogue(engine="ray")` when Ray is installed, a local Ray started for the run
     (its start is in the time: a user pays it).
 
@@ -112,10 +114,10 @@ def run_loop(tracks, out: Path, aur) -> dict:
     return {"ok": ok}
 
 
-def run_engine(src, out: Path, aur, engine: str) -> dict:
+def run_engine(src, out: Path, aur, engine: str, batch_size: int = 1) -> dict:
     from cnnaural_ext.catalogue import run_catalogue
 
-    s = run_catalogue(src, out, auraliser=aur, engine=engine, progress=False, **REQUEST)
+    s = run_catalogue(src, out, auraliser=aur, engine=engine, progress=False, batch_size=batch_size, **REQUEST)
     waited = s["timing"]["decode_wait"] + s["timing"]["write"]
     return {"ok": s["ok"], "waited_pct": 100 * waited / s["seconds"] if engine == "local" else None}
 
@@ -159,7 +161,9 @@ def main(argv=None):
         rows = [measure("(a) naive: cnnaural auralise per file", lambda: run_naive(tracks, work / "a", args.model),
                         n, seconds),
                 measure("(b) loop: library pipeline in-process", lambda: run_loop(tracks, work / "b", aur), n, seconds),
-                measure("(c) local engine", lambda: run_engine(src, work / "c", aur, "local"), n, seconds)]
+                measure("(c) local engine", lambda: run_engine(src, work / "c", aur, "local"), n, seconds),
+                measure("(c4) local engine, --batch-size 4", lambda: run_engine(src, work / "c4", aur, "local", 4), n,
+                        seconds)]
         if has_ray:
             rows.append(measure("(d) ray engine", lambda: run_engine(src, work / "d", aur, "ray"), n, seconds))
     finally:

@@ -181,18 +181,23 @@ class Auraliser:
         """What the model takes for one track, from its network input S (F', T) (and the waveform
         (n,), needed when the model's front end is inside it): (1, 1, F', T) for a Conv2d model,
         (1, F', T) for a Conv1d over frames, (1, n) for a model with its own front end."""
+        return self.model_inputs(S[None], None if waveform is None else waveform[None])
+
+    def model_inputs(self, S: torch.Tensor, waveforms: torch.Tensor | None = None) -> torch.Tensor:
+        """`model_input` for B tracks of one length: S (B, F', T), waveforms (B, n) -> (B, 1, F', T),
+        (B, F', T) or (B, n)."""
         dn = self.deconvnet
         if dn.takes_waveform:
-            if waveform is None:
+            if waveforms is None:
                 raise CnnauralError("this model takes the waveform (its front end is inside it)")
-            return waveform.to(self.device, torch.float32)[None]
+            return waveforms.to(self.device, torch.float32)
         first = dn.conv(1)
         if isinstance(first, torch.nn.Conv1d):
             if first.in_channels != S.shape[-2]:
                 raise CnnauralError(f"the first Conv1d ({first.in_channels} input channels) does not take the "
                                     f"spectrogram's {S.shape[-2]} bins as channels")
-            return S[None]
-        return S[None, None]
+            return S
+        return S[:, None]
 
     def _maps(self, maps: torch.Tensor, S: torch.Tensor) -> torch.Tensor:
         """Deconvolved maps (K, ...) as (K, F', T) on the network input's grid."""
@@ -263,22 +268,73 @@ class Auraliser:
         waveform = torch.as_tensor(waveform)
         if waveform.dim() != 1:
             raise CnnauralError(f"waveform must be mono (n,), got shape {tuple(waveform.shape)}")
+        return self._auralise(waveform[None], layers, features, mode=mode, phase=phase, normalize=normalize,
+                              seed=seed, griffinlim_iters=griffinlim_iters, mel_inverse=mel_inverse)[0]
+
+    def auralise_batch(self, waveforms, layers, features="all", *, mode: str = "mask", phase: str = "original",
+                       normalize: bool = True, seed: str = "map", griffinlim_iters: int = 32,
+                       mel_inverse: str | None = None) -> list[list[AuralisationResult]]:
+        """`auralise_layers` for several waveforms of one length (e.g. excerpts of several tracks)
+        with one batched STFT and one batched forward pass: [results per layer] per waveform.
+
+        Each waveform keeps its own switches and its own features ("top:K" is per waveform); the
+        seeds go back with `DeconvNet.deconvolve_batch`. The clips equal `auralise_layers` of each
+        waveform alone up to float rounding (the batched convolutions sum in another order).
+        Class targets ("output") and models on the general path are taken one waveform at a time.
+
+        Args:
+            waveforms: (B, n) tensor, or a list of B (n,) tensors of the same length.
+            the rest: as `auralise_layers`.
+        """
+        layers = self.check_request(layers, features, mode=mode, phase=phase, seed=seed)
+        if isinstance(waveforms, (list, tuple)):
+            if not waveforms:
+                return []
+            lengths = {int(torch.as_tensor(w).shape[-1]) for w in waveforms}
+            if len(lengths) != 1 or any(torch.as_tensor(w).dim() != 1 for w in waveforms):
+                raise CnnauralError("auralise_batch takes mono waveforms (n,) of one length; got lengths "
+                                    f"{sorted(lengths)} (batch waveforms of equal length, or call auralise_layers)")
+            waveforms = torch.stack([torch.as_tensor(w) for w in waveforms])
+        waveforms = torch.as_tensor(waveforms)
+        if waveforms.dim() != 2:
+            raise CnnauralError(f"waveforms must be (B, n) mono audio, got shape {tuple(waveforms.shape)}")
+        kw = dict(mode=mode, phase=phase, normalize=normalize, seed=seed, griffinlim_iters=griffinlim_iters,
+                  mel_inverse=mel_inverse)
+        if getattr(self.deconvnet, "general", False) or "output" in layers:
+            return [self._auralise(w[None], layers, features, **kw)[0] for w in waveforms]
+        return self._auralise(waveforms, layers, features, **kw)
+
+    def _auralise(self, waveforms: torch.Tensor, layers: list, features, *, mode, phase, normalize, seed,
+                  griffinlim_iters, mel_inverse) -> list[list[AuralisationResult]]:
+        """The pipeline for checked `layers` and waveforms (B, n): results per layer per waveform."""
         spec, dn = self.spectrogram, self.deconvnet
-        x_wave = waveform.to(self.device, torch.float32)
-        X, S = spec(x_wave)  # (F, T) complex, (F', T)
+        B = waveforms.shape[0]
+        x_wave = waveforms.to(self.device, torch.float32)
+        X, S = spec(x_wave)  # (B, F, T) complex, (B, F', T)
         with torch.no_grad():
-            rec = dn.record(self.model_input(S, x_wave), layers, keep="asked")
+            rec = dn.record(self.model_inputs(S, x_wave), layers, keep="asked")
             # every layer's maps first, dropping each layer's output when done, then the recording
             # (switches) before the inverse STFTs: the peak memory is the larger of the two stages
-            done = []
+            done = [[] for _ in range(B)]
             for pos, layer in enumerate(layers):
-                act = dn.activation(rec, layer)[0]
-                maps, feats = dn.deconvolve(rec, layer, features, seed=seed, return_features=True)
-                done.append((layer, self._maps(maps, S), feats, _stats(act[list(feats)])))
-                del act, maps
+                act = dn.activation(rec, layer)
+                if B == 1:
+                    per_input = [dn.deconvolve(rec, layer, features, seed=seed, return_features=True)]
+                else:
+                    per_input = dn.deconvolve_batch(rec, layer, features, seed=seed)
+                for b, (maps, feats) in enumerate(per_input):
+                    done[b].append((layer, self._maps(maps, S[b]), feats, _stats(act[b][list(feats)])))
+                del act, per_input
                 dn.release(rec, layer, keep=layers[pos + 1:])
             del rec
-        n = x_wave.shape[0]
+        return [self._invert(X[b], waveforms[b], done[b], mode=mode, phase=phase, normalize=normalize, seed=seed,
+                             griffinlim_iters=griffinlim_iters, mel_inverse=mel_inverse) for b in range(B)]
+
+    def _invert(self, X, waveform, done, *, mode, phase, normalize, seed, griffinlim_iters, mel_inverse):
+        """The clips of one waveform: its STFT X (F, T) and [(layer, maps, features, stats)] ->
+        one AuralisationResult per layer."""
+        spec, dn = self.spectrogram, self.deconvnet
+        n = waveform.shape[-1]
         istft_kw = dict(n_fft=spec.n_fft, hop_length=spec.hop_length, win_length=spec.win_length,
                         window=spec.window_like(X), center=spec.center, length=n)
         original = waveform.float().cpu()
@@ -340,34 +396,53 @@ class Auraliser:
             and image (file names in out_dir; image None without figures), max, mean, active,
             offset, duration, sample_rate, mode, phase, seed, model.
         """
-        from .io.audio import load, save_audio
-        from .io.files import write_json
+        from .io.audio import load
 
         layers = self.check_file_request(layers=layers, features=features, mode=mode, phase=phase, seed=seed,
                                          audio_format=audio_format)
-        sr = self.sample_rate
         duration = duration if duration and duration > 0 else None
         if isinstance(track, torch.Tensor):
-            start = int(round(offset * sr))
-            stop = None if duration is None else start + int(round(duration * sr))
-            wave, label, where = track[start:stop], name or "waveform", name or "waveform"
-            if wave.numel() == 0:
-                raise CnnauralError(f"offset {offset:g} s is past the end of the waveform")
+            wave, label, where = excerpt(track, offset, duration, self.sample_rate), name or "waveform", name or "waveform"
         else:
-            wave, _ = load(track, sr, offset=offset, duration=duration)
+            wave, _ = load(track, self.sample_rate, offset=offset, duration=duration)
             label, where = name or Path(track).name, str(track)
         results = self.auralise_layers(wave, layers, features, mode=mode, phase=phase, normalize=normalize,
                                        seed=seed)
+        return self.write_results(results, out_dir, wave, track=where, label=label, offset=offset,
+                                  normalize=normalize, audio_format=audio_format, subtype=subtype, figures=figures)
+
+    def write_results(self, results: list, out_dir, wave: torch.Tensor, *, track: str, label: str, offset: float,
+                      normalize: bool = True, audio_format: str = "wav", subtype: str = "PCM_16",
+                      figures: bool = True) -> list[dict]:
+        """Write one excerpt's `auralise_layers` results into `out_dir` as `auralise_file` does
+        (the original `wave`, the clips, maps and figures, manifest.json last; every file
+        atomically); returns the manifest rows. track: the track's name in the manifest; label:
+        in titles; offset: the excerpt's start in the track, in seconds."""
+        from .io.audio import save_audio
+        from .io.files import write_json
+
+        sr, first = self.sample_rate, results[0]
         out = Path(out_dir)
-        header = {"track": where, "original": f"original.{audio_format}", "offset": offset,
-                  "duration": wave.shape[0] / sr, "sample_rate": sr, "mode": mode, "phase": phase, "seed": seed,
-                  "model": self.source}
+        header = {"track": track, "original": f"original.{audio_format}", "offset": offset,
+                  "duration": wave.shape[0] / sr, "sample_rate": sr, "mode": first.mode, "phase": first.phase,
+                  "seed": first.seed, "model": self.source}
         save_audio(out / header["original"], wave, sr, subtype=subtype, normalize=normalize)
         items = []
         for res in results:
             items += _write_layer(res, out, label, self.spectrogram, audio_format, subtype, figures)
         write_json(out / "manifest.json", {**header, "items": items})
         return [{**header, **item} for item in items]
+
+
+def excerpt(waveform: torch.Tensor, offset: float, duration: float | None, sample_rate: int) -> torch.Tensor:
+    """The samples of (n,) from `offset` seconds for `duration` seconds (None: to the end), as
+    `Auraliser.auralise_file` takes them from a waveform."""
+    start = int(round(offset * sample_rate))
+    stop = None if duration is None else start + int(round(duration * sample_rate))
+    wave = waveform[start:stop]
+    if wave.numel() == 0:
+        raise CnnauralError(f"offset {offset:g} s is past the end of the waveform")
+    return wave
 
 
 def _front_end_spectrogram(dn, spectrogram):

@@ -37,12 +37,28 @@ from .reference import densify, max_unpool2d_sum
 
 @dataclass
 class Recording:
-    """One forward pass: the input shape of every step, the pool switches, the layer outputs."""
+    """One forward pass of B inputs (B = 1 for one track): the input shape of every step, the pool
+    switches, the layer outputs."""
     x_shape: tuple
     in_shapes: list = field(default_factory=list)
-    indices: dict = field(default_factory=dict)  # step index -> (1, C, h, w) int64
+    indices: dict = field(default_factory=dict)  # step index -> (B, C, h, w) int64
     outputs: dict = field(default_factory=dict)  # step index -> output of that step (layer ends)
     last_step: int = -1
+
+    @property
+    def batch(self) -> int:
+        """The number of inputs recorded."""
+        return int(self.x_shape[0])
+
+    def rows(self, which, switches_only: bool = False) -> "Recording":
+        """The recording of the inputs `which`: a slice (views), or a LongTensor of input numbers,
+        one per row wanted, repeats allowed (gathered copies). switches_only: the layer outputs
+        are kept as empty views (their shapes only: what taking seeds back needs)."""
+        pick = (lambda v: v[which]) if isinstance(which, slice) else (lambda v: v.index_select(0, which))
+        n = len(range(*which.indices(self.batch))) if isinstance(which, slice) else int(which.numel())
+        outputs = {i: v[:0] if switches_only else pick(v) for i, v in self.outputs.items()}
+        return Recording((n, *self.x_shape[1:]), [(n, *s[1:]) for s in self.in_shapes],
+                         {i: pick(v) for i, v in self.indices.items()}, outputs, self.last_step)
 
 
 def _output_padding(in_hw, out_hw, kernel, stride, padding, dilation):
@@ -342,15 +358,17 @@ class DeconvNet:
         pool's switches and each layer's output.
 
         Args:
-            x (Tensor): (1, C_in, F', T) network input.
+            x (Tensor): (1, C_in, F', T) network input, or (B, C_in, F', T): B inputs of one size
+                recorded in one pass (e.g. excerpts of B tracks), each with its own switches;
+                `deconvolve_batch` takes such a recording back.
             keep: "ends" keeps the output of every conv layer on the way (any of them can be
                 deconvolved from the recording); "asked" only those of the layers asked for
                 (less memory for a long input).
         """
         if keep not in ("ends", "asked"):
             raise CnnauralError(f"keep must be 'ends' or 'asked' (got {keep!r})")
-        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[0] != 1:
-            raise CnnauralError(f"DeconvNet expects one input of shape (1, C, F, T), got "
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[0] < 1:
+            raise CnnauralError(f"DeconvNet expects inputs of shape (B, C, F, T), got "
                                 f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
         layers = layer if isinstance(layer, (list, tuple)) else [layer]
         ends = {self._end_step(v) for v in layers}
@@ -527,7 +545,7 @@ class DeconvNet:
         act = self.activation(rec, key)
         return build_seeds(act, key, features, seed, compact=compact and act.dim() == 4 and key != "output")
 
-    def _chunk_size(self, rec: Recording, end: int, seeds: torch.Tensor) -> int:
+    def _chunk_size(self, rec: Recording, end: int, seeds: torch.Tensor, extra_per_seed: int = 0) -> int:
         """Seeds per chunk: twice (a step's input and output) the largest map one seed materialises
         on the way back from step `end` stays under max_batch_bytes. A block the native fused op
         takes back never materialises its unpooled maps (the pool's, the rectifier's inputs): only
@@ -542,7 +560,7 @@ class DeconvNet:
             inside_fused.update(range(fused[0] + 1, i + 1))
             i = fused[0] - 1
         sizes = [math.prod(s[1:]) for k, s in enumerate(rec.in_shapes[:end + 1]) if k not in inside_fused]
-        per_seed = max(sizes, default=1) * seeds.element_size() * 2
+        per_seed = max(sizes, default=1) * seeds.element_size() * 2 + extra_per_seed
         return max(1, self.budget(seeds.device) // max(per_seed, 1))
 
     def budget(self, device) -> int:
@@ -629,6 +647,9 @@ class DeconvNet:
             one recording's switches (broadcast, never copied per seed).
         """
         rec = x if isinstance(x, Recording) else self.record(x, layer)
+        if rec.batch != 1:
+            raise CnnauralError(f"this recording holds {rec.batch} inputs: deconvolve_batch takes them back "
+                                "(deconvolve takes one)")
         s, feats, channels = self.seeds(rec, layer, features, seed, compact=True)
         end = self._end_step(layer)
         chunk = self._chunk_size(rec, end, s)
@@ -636,3 +657,48 @@ class DeconvNet:
                  for k in range(0, s.shape[0], chunk)]
         out = torch.cat(parts, dim=0).contiguous()
         return (out, feats) if return_features else out
+
+    def deconvolve_batch(self, rec: Recording, layer, features="all", seed: str = "map", mix: bool | None = None):
+        """Deconvolve features of `layer` for every input of a batched recording (`record` of
+        (B, C_in, F', T)): [(maps (K_b, C_in, F', T), features)] per input, each equal to
+        `deconvolve` of that input alone (up to float rounding: the batched forward pass sums
+        in another order).
+
+        Args:
+            features, seed: as `deconvolve`, per input ("top:K" picks each input's own top K).
+            mix: put the seeds of several inputs into one call of the deconvolution, each with its
+                own input's switches (gathered per seed: more memory, fewer and larger calls);
+                default on CUDA, where a call's launch and size matter most. Otherwise (the CPU
+                default) each call's seeds share one input's switches, which the CPU's dense
+                kernel exploits (`unpool_conv_transpose2d`'s seed-batched GEMM).
+        """
+        if layer == "output" or self.key(layer) == "output":
+            raise CnnauralError("deconvolve_batch takes conv layers (class targets: deconvolve per input)")
+        seeds = [self.seeds(rec.rows(slice(b, b + 1)), layer, features, seed, compact=True) for b in range(rec.batch)]
+        if mix is None:
+            mix = bool(rec.indices) and next(iter(rec.indices.values())).device.type == "cuda"
+        end = self._end_step(layer)
+        if not mix or rec.batch == 1:
+            results = []
+            for b, (s, feats, channels) in enumerate(seeds):
+                one = rec.rows(slice(b, b + 1))
+                chunk = self._chunk_size(one, end, s)
+                parts = [self.backward(one, s[k:k + chunk], end, None if channels is None else channels[k:k + chunk])
+                         for k in range(0, s.shape[0], chunk)]
+                results.append((torch.cat(parts, dim=0).contiguous(), feats))
+            return results
+        s = torch.cat([x[0] for x in seeds])
+        channels = None if seeds[0][2] is None else torch.cat([x[2] for x in seeds])
+        owner = torch.cat([torch.full((x[0].shape[0],), b, dtype=torch.long) for b, x in enumerate(seeds)])
+        owner = owner.to(s.device)
+        # each seed carries its input's switches: their bytes count against the chunk budget too
+        switch_bytes = sum(v[0].numel() * v.element_size() for k, v in rec.indices.items() if k <= end)
+        chunk = self._chunk_size(rec.rows(slice(0, 1)), end, s, extra_per_seed=switch_bytes)
+        parts = [self.backward(rec.rows(owner[k:k + chunk], switches_only=True), s[k:k + chunk], end,
+                               None if channels is None else channels[k:k + chunk])
+                 for k in range(0, s.shape[0], chunk)]
+        out = torch.cat(parts, dim=0).contiguous()
+        bounds = [0]
+        for x in seeds:
+            bounds.append(bounds[-1] + x[0].shape[0])
+        return [(out[bounds[b]:bounds[b + 1]], seeds[b][1]) for b in range(rec.batch)]

@@ -92,6 +92,34 @@ def test_auralise_layers_shares_one_stft_and_equals_one_layer_at_a_time():
         assert res.stats == alone.stats
 
 
+@pytest.mark.parametrize("mode", ["mask", "magnitude"])
+def test_auralise_batch_equals_each_waveform_alone(mode):
+    """Excerpts of several tracks in one batched pass: every waveform's own top features, clips,
+    maps, statistics and inversion measures, as auralise_layers gives them one at a time."""
+    model, spec = small_model_and_spec()
+    aur = ca.Auraliser(model, spec)
+    torch.manual_seed(5)
+    waves = [tone(), 0.3 * tone() + 0.1 * torch.randn(2 * SR), tone().flip(0)]
+    batch = aur.auralise_batch(waves, "1,5", "top:2", mode=mode)
+    assert len(batch) == 3
+    for wave, results in zip(waves, batch):
+        alone = aur.auralise_layers(wave, "1,5", "top:2", mode=mode)
+        for got, want in zip(results, alone):
+            assert (got.layer, got.features) == (want.layer, want.features)
+            torch.testing.assert_close(got.maps, want.maps, rtol=1e-4, atol=1e-6)
+            torch.testing.assert_close(got.audio, want.audio, rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(got.original, want.original)
+            for a, b in zip(got.stats + got.inversion, want.stats + want.inversion):
+                assert a.keys() == b.keys() and all(a[k] == pytest.approx(b[k], rel=1e-4, abs=1e-6) for k in a)
+    # class targets go one waveform at a time, with the same results
+    out = aur.auralise_batch(torch.stack(waves[:2]), "output", [0])
+    torch.testing.assert_close(out[1][0].audio, aur.auralise(waves[1], "output", [0]).audio)
+    with pytest.raises(ca.CnnauralError, match="of one length"):
+        aur.auralise_batch([tone(), tone(1.5)], 1, [0])
+    with pytest.raises(ca.CnnauralError, match=r"\(B, n\)"):
+        aur.auralise_batch(torch.zeros(2, 1, 100), 1, [0])
+
+
 def test_auralise_file_writes_what_it_returns(track, tmp_path):
     model, spec = small_model_and_spec()
     aur = ca.Auraliser(model, spec)

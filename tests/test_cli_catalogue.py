@@ -33,6 +33,8 @@ def test_catalogue_exit_codes_and_status(tmp_path, checkpoint, capsys):
     assert main(["catalogue", str(tmp_path / "missing"), "--out", str(out), "--model", str(checkpoint)]) == 2
     assert main(["catalogue", str(src), "--out", str(out), "--shard", "3/2", "--model", str(checkpoint)]) == 2
     assert "shard 3/2 is out of range" in capsys.readouterr().err
+    assert main(["catalogue", str(src), "--out", str(out), "--batch-size", "0", "--model", str(checkpoint)]) == 2
+    assert "--batch-size must be an integer >= 1" in capsys.readouterr().err
 
 
 def test_catalogue_list_file_and_wav(tmp_path, checkpoint, capsys):

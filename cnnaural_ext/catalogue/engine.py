@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from ..auralise import excerpt
 from ..errors import CnnauralError
 from .activations import DEFAULT_WINDOW, PartWriter, min_frames, track_rows
 from .clips import clip_columns
@@ -54,7 +55,7 @@ def run_catalogue(src, out, *, auraliser=None, model=None, layers=1, features="t
                   normalize: bool = True, audio_format: str = "flac", subtype: str = "PCM_16", figures: bool = False,
                   window: float = DEFAULT_WINDOW, workers: int | None = None, shard=None, retry_failed: bool = False,
                   max_failures: int | None = None, device="cpu", progress: bool = True, flush_every: int = 32,
-                  engine: str = "local", ray_address: str | None = None) -> dict:
+                  engine: str = "local", ray_address: str | None = None, batch_size: int = 1) -> dict:
     """Auralise a catalogue and tabulate its activations into OUT, resumably (see the package docstring).
 
     Args:
@@ -76,6 +77,12 @@ def run_catalogue(src, out, *, auraliser=None, model=None, layers=1, features="t
         engine: "local" (decode in worker processes, compute here) or "ray" (`ray_engine`: the same
             per-track work in Ray Data actors; this process writes the parts and the ledger).
         ray_address: the Ray cluster to join (engine "ray"); default: a local Ray started for the run.
+        batch_size: tracks whose excerpts are auralised together (`process_tracks`: one batched
+            STFT and forward pass, each track's seeds with its own switches). A throughput knob
+            for GPUs, not part of the config: with 1 (the default) a resumed run writes the same
+            bytes as an uninterrupted one; with more, clips and maps equal batch 1's up to float
+            rounding (the batched convolutions sum in another order), so which tracks share a
+            batch can change their last bits. On a CPU it does not pay (see the README).
 
     Returns:
         the summary dict: ok, error, skipped (this run), seconds, tracks (this shard), already_done,
@@ -92,6 +99,8 @@ def run_catalogue(src, out, *, auraliser=None, model=None, layers=1, features="t
                figures=figures)
     layers = auraliser.check_file_request(layers=layers, **req)
     _check_options(layers, req, window, max_failures, flush_every, audio_format, subtype)
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise CnnauralError(f"--batch-size must be an integer >= 1 (got {batch_size!r})")
     if engine not in ENGINES:
         raise CnnauralError(f"engine must be one of {', '.join(ENGINES)} (got {engine!r})")
     if ray_address and engine != "ray":
@@ -112,7 +121,7 @@ def run_catalogue(src, out, *, auraliser=None, model=None, layers=1, features="t
     try:
         return _run(auraliser, tracks, out, shard, fp, layers, req, window, workers=workers, retry_failed=retry_failed,
                     max_failures=max_failures, progress=progress, flush_every=flush_every, engine=engine,
-                    ray_address=ray_address, config=config)
+                    ray_address=ray_address, config=config, batch_size=batch_size)
     finally:
         lock.release()
 
@@ -162,7 +171,7 @@ class TrackJob:
 
 
 def _run(aur, tracks, out, shard, fp, layers, req, window, *, workers, retry_failed, max_failures, progress,
-         flush_every, engine, ray_address, config):
+         flush_every, engine, ray_address, config, batch_size):
     from ..io.console import report
 
     t_start = time.perf_counter()
@@ -175,9 +184,10 @@ def _run(aur, tracks, out, shard, fp, layers, req, window, *, workers, retry_fai
     if engine == "ray" and todo:
         from .ray_engine import ray_results
 
-        results = ray_results(aur, todo, job, process_file, workers=workers, address=ray_address, config=config)
+        results = ray_results(aur, todo, job, process_files, workers=workers, address=ray_address, config=config,
+                              batch_size=batch_size)
     else:
-        results = local_results(aur, todo, job, workers, rec.timing)
+        results = local_results(aur, todo, job, workers, rec.timing, batch_size)
     try:
         for t, result, seconds in results:
             if rec.record(t, result, seconds):
@@ -195,23 +205,31 @@ def _run(aur, tracks, out, shard, fp, layers, req, window, *, workers, retry_fai
     return summary
 
 
-def local_results(aur, todo, job: TrackJob, workers, timing: dict):
-    """The local engine: (track, result, seconds) per track, decoding ahead in worker processes;
-    adds to timing["decode_wait"] (the loop waited on a decode) and timing["compute"]."""
+def local_results(aur, todo, job: TrackJob, workers, timing: dict, batch_size: int = 1):
+    """The local engine: (track, result, seconds) per track, decoding ahead in worker processes,
+    `batch_size` decoded tracks at a time through `process_tracks`; adds to timing["decode_wait"]
+    (the loop waited on a decode) and timing["compute"]."""
     decoded = Decoder(aur.sample_rate, workers).decode_all(todo)
     try:
-        while True:
+        finished = False
+        while not finished:
+            batch = []
             t0 = time.perf_counter()
-            item = next(decoded, None)
+            while len(batch) < batch_size:
+                item = next(decoded, None)
+                if item is None:
+                    finished = True
+                    break
+                batch.append(item)
             t1 = time.perf_counter()
             timing["decode_wait"] += t1 - t0
-            if item is None:
+            if not batch:
                 return
-            t, wave, err, dsec = item
-            result = process_track(aur, t, wave, err, job)
+            results = process_tracks(aur, [(t, wave, err) for t, wave, err, _ in batch], job)
             t2 = time.perf_counter()
             timing["compute"] += t2 - t1
-            yield t, result, dsec + t2 - t1
+            for (t, _, _, dsec), result in zip(batch, results):
+                yield t, result, dsec + (t2 - t1) / len(batch)
     finally:
         decoded.close()
 
@@ -286,28 +304,77 @@ def process_track(aur, t, wave, err, job: TrackJob) -> dict:
     {"status": ok | error | skipped, "error_type", "message", "cols" (the activation columns of an
     ok track), "duration" (seconds), "clips" (its clip-table columns, `clips.clip_columns`)}.
     Never raises for a bad track."""
-    if err is not None:
-        return {"status": "error", "error_type": err[0], "message": err[1]}
-    try:
-        cols, seconds, clips = _auralise_track(aur, t, wave, job.out, job.layers, job.req, job.window, job.need)
-    except Skip as e:
+    return process_tracks(aur, [(t, wave, err)], job)[0]
+
+
+def process_tracks(aur, items: list, job: TrackJob) -> list:
+    """`process_track` for several decoded tracks [(track, wave, err)]: each track's checks and
+    whole-track activation rows, then the excerpts of one length auralised together
+    (`Auraliser.auralise_batch`: one batched forward pass; see `run_catalogue`'s batch_size), then
+    each track's files. A batch that fails is redone track by track, so a failure is the failing
+    track's error row only. Returns the results in the order of `items`."""
+    results: list = [None] * len(items)
+    ready = []  # (position, track, excerpt, activation columns, seconds)
+    for i, (t, wave, err) in enumerate(items):
+        if err is not None:
+            results[i] = {"status": "error", "error_type": err[0], "message": err[1]}
+            continue
+        try:
+            ready.append((i, t, *_prepare_track(aur, t, wave, job)))
+        except Exception as e:  # a Skip, or one bad track: its row; the run goes on
+            results[i] = _failure(e)
+    groups: dict = {}
+    for entry in ready:
+        groups.setdefault(int(entry[2].shape[0]), []).append(entry)
+    for group in groups.values():
+        try:
+            clips = _auralise_excerpts(aur, [g[2] for g in group], job)
+        except Exception:
+            if len(group) == 1:
+                clips = [None]
+            else:  # find the track that fails: each alone
+                clips = [None] * len(group)
+        for (i, t, wave, cols, seconds), res in zip(group, clips):
+            try:
+                if res is None:
+                    res = _auralise_excerpts(aur, [wave], job)[0]
+                results[i] = {"status": "ok", "cols": cols, "duration": seconds,
+                              "clips": _write_track(aur, t, wave, res, job)}
+            except Exception as e:
+                results[i] = _failure(e)
+    return results
+
+
+def _failure(e: Exception) -> dict:
+    if isinstance(e, Skip):
         return {"status": "skipped", "message": str(e)}
-    except Exception as e:  # one bad track is one error row; the run goes on
-        return {"status": "error", "error_type": type(e).__name__,
-                "message": (str(e) or repr(e)).splitlines()[0]}
-    return {"status": "ok", "cols": cols, "duration": seconds, "clips": clips}
+    return {"status": "error", "error_type": type(e).__name__, "message": (str(e) or repr(e)).splitlines()[0]}
 
 
 def process_file(aur, t, job: TrackJob) -> tuple:
     """Decode one track in this process, then `process_track`: (result, seconds)."""
+    return process_files(aur, [t], job)[0]
+
+
+def process_files(aur, tracks: list, job: TrackJob) -> list:
+    """Decode tracks in this process, then `process_tracks`: [(result, seconds)], the compute
+    time shared out evenly among the tracks."""
     t0 = time.perf_counter()
-    wave, err, _ = decode(t.path, aur.sample_rate)
-    result = process_track(aur, t, None if wave is None else torch.from_numpy(wave), err, job)
-    return result, time.perf_counter() - t0
+    items, decode_seconds = [], []
+    for t in tracks:
+        d0 = time.perf_counter()
+        wave, err, _ = decode(t.path, aur.sample_rate)
+        items.append((t, None if wave is None else torch.from_numpy(wave), err))
+        decode_seconds.append(time.perf_counter() - d0)
+    results = process_tracks(aur, items, job)
+    share = (time.perf_counter() - t0 - sum(decode_seconds)) / max(1, len(tracks))
+    return [(r, d + share) for r, d in zip(results, decode_seconds)]
 
 
-def _auralise_track(aur, t, wave, out, layers, req, window, need):
-    spec, sr = aur.spectrogram, aur.sample_rate
+def _prepare_track(aur, t, wave, job: TrackJob):
+    """Check one decoded track and tabulate it: (excerpt (n,), activation columns, track seconds);
+    raises Skip for a track with nothing to auralise, CnnauralError for a bad one."""
+    spec, sr, req, need = aur.spectrogram, aur.sample_rate, job.req, job.need
     n = int(wave.shape[0])
     if not bool(torch.isfinite(wave).all()):
         raise CnnauralError("the audio holds non-finite samples (NaN or infinity)")
@@ -315,18 +382,33 @@ def _auralise_track(aur, t, wave, out, layers, req, window, need):
         raise Skip("silent (peak below -100 dBFS)")
     if spec.n_frames(n) < need:
         raise Skip(f"too short: {n / sr:.3f} s; the model needs {need} frames "
-                   f"(about {(need - 1) * spec.hop_length / sr:.2f} s) up to layer {max(layers)}")
+                   f"(about {(need - 1) * spec.hop_length / sr:.2f} s) up to layer {max(job.layers)}")
     start = int(round(req["offset"] * sr))
     if start >= n:
         raise Skip(f"shorter ({n / sr:.2f} s) than the offset {req['offset']:g} s")
-    stop = n if req["duration"] is None else min(n, start + int(round(req["duration"] * sr)))
-    if spec.n_frames(stop - start) < need:
-        raise Skip(f"the excerpt at {req['offset']:g} s is too short ({(stop - start) / sr:.3f} s) for the model")
-    cols = track_rows(aur, wave, layers, window)
-    folder = out / "audio" / t.folder
+    part = excerpt(wave, req["offset"], req["duration"], sr)
+    if spec.n_frames(part.shape[0]) < need:
+        raise Skip(f"the excerpt at {req['offset']:g} s is too short ({part.shape[0] / sr:.3f} s) for the model")
+    return part, track_rows(aur, wave, job.layers, job.window), n / sr
+
+
+def _auralise_excerpts(aur, waves: list, job: TrackJob) -> list:
+    """[results per layer] per excerpt: one batch when there are several."""
+    kw = {k: job.req[k] for k in ("mode", "phase", "normalize", "seed")}
+    if len(waves) == 1:
+        return [aur.auralise_layers(waves[0], job.layers, job.req["features"], **kw)]
+    return aur.auralise_batch(waves, job.layers, job.req["features"], **kw)
+
+
+def _write_track(aur, t, wave, results, job: TrackJob) -> dict:
+    """Write one track's audio folder (see `Auraliser.write_results`); its clip-table columns."""
+    req = job.req
+    folder = job.out / "audio" / t.folder
     _clean_temporaries(folder, ".*.part.*")
-    rows = aur.auralise_file(wave, folder, layers=layers, name=t.relative_path, **req)
-    return cols, n / sr, clip_columns(t, rows, f"audio/{t.folder}")
+    rows = aur.write_results(results, folder, wave, track=t.relative_path, label=t.relative_path,
+                             offset=req["offset"], normalize=req["normalize"], audio_format=req["audio_format"],
+                             subtype=req["subtype"], figures=req["figures"])
+    return clip_columns(t, rows, f"audio/{t.folder}")
 
 
 def _clean_temporaries(folder: Path, pattern: str) -> None:

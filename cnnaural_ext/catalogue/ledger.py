@@ -26,9 +26,12 @@ STATUSES = ("ok", "error", "skipped")
 
 
 def new_run_id(shard: tuple) -> str:
-    """A file-system-safe, practically unique name for one run of one shard."""
+    """A file-system-safe, unique name for one run of one shard: time, host, process and a random
+    tag (two runs in one process within one second must not share their part and ledger files)."""
+    import secrets
+
     host = "".join(c if c.isalnum() or c in "-_" else "_" for c in socket.gethostname())[:40] or "host"
-    return f"{time.strftime('%Y%m%dT%H%M%S')}-{host}-{os.getpid()}-s{shard[0]}of{shard[1]}"
+    return f"{time.strftime('%Y%m%dT%H%M%S')}-{host}-{os.getpid()}-{secrets.token_hex(4)}-s{shard[0]}of{shard[1]}"
 
 
 class Ledger:

@@ -3,12 +3,13 @@
 `run_catalogue(..., engine="ray")` plans the run as the local engine does, then hands the pending
 tracks to `ray_results`:
 
-    ray.data.from_items(pending tracks)            one block per track (so results stream back)
-      .map_batches(TrackWorker, concurrency=N)     an actor pool; each actor builds the Auraliser
+    ray.data.from_items(pending tracks)            one block per batch_size tracks (so results
+                                                   stream back)
+      .map_batches(TrackWorker, batch_size=B)      an actor pool; each actor builds the Auraliser
                                                    once in __init__ (from the checkpoint path, or
                                                    the shipped model) and runs the engine's
-                                                   per-track function (decode, activation rows,
-                                                   auralise_file into OUT/audio/...) per track
+                                                   per-track work on each batch (decode, activation
+                                                   rows, the excerpts auralised, OUT/audio/...)
       .iter_batches()                              back in the driver: (track, result, seconds)
 
 and the driver records every result exactly as the local engine does (`engine.Recorder`: the
@@ -17,7 +18,7 @@ disk, and a run of either engine resumes one of the other. The actors write the 
 themselves: on a cluster, OUT must be a file system every node sees at the same path, and the
 package must be installed on every node.
 
-Per-file failures never leave an actor: the per-track function turns them into error rows, and
+Per-file failures never leave an actor: the per-track work turns them into error rows, and
 anything else an actor raises for a track becomes that track's error row here too (Ray Data's
 `max_errored_blocks` would drop whole blocks silently). Each actor checks that the model it built
 has the run's config fingerprint before it takes a track.
@@ -88,7 +89,8 @@ def build_auraliser(recipe: dict):
 
 
 class TrackWorker:
-    """The Ray Data actor: one Auraliser, the engine's per-track function `work` per track."""
+    """The Ray Data actor: one Auraliser, the engine's function `work(auraliser, tracks, job) ->
+    [(result, seconds)]` per batch of tracks (`engine.process_files`)."""
 
     def __init__(self, recipe: dict, work, job, config: dict, threads: int):
         import torch
@@ -104,17 +106,14 @@ class TrackWorker:
         self.work, self.job = work, job
 
     def __call__(self, batch: dict) -> dict:
-        ids, blobs = [], []
-        for i in range(len(batch["id"])):
-            t = track_from_batch(batch, i)
-            try:
-                result, seconds = self.work(self.aur, t, self.job)
-            except Exception as e:  # never let a track fail the block: one error row instead
-                result, seconds = {"status": "error", "error_type": type(e).__name__,
-                                   "message": (str(e) or repr(e)).splitlines()[0]}, 0.0
-            ids.append(t.id)
-            blobs.append(pickle.dumps((result, seconds), protocol=pickle.HIGHEST_PROTOCOL))
-        return {"id": np.array(ids, dtype=object), "result": np.array(blobs, dtype=object)}
+        tracks = [track_from_batch(batch, i) for i in range(len(batch["id"]))]
+        try:
+            done = self.work(self.aur, tracks, self.job)
+        except Exception as e:  # never let a track fail the block: error rows instead
+            error = {"status": "error", "error_type": type(e).__name__, "message": (str(e) or repr(e)).splitlines()[0]}
+            done = [(error, 0.0)] * len(tracks)
+        blobs = [pickle.dumps(r, protocol=pickle.HIGHEST_PROTOCOL) for r in done]
+        return {"id": np.array([t.id for t in tracks], dtype=object), "result": np.array(blobs, dtype=object)}
 
 
 def track_item(t: Track) -> dict:
@@ -166,9 +165,10 @@ def actor_resources(ray, recipe: dict, workers: int | None) -> tuple:
     return n, 1, 0, max(1, torch.get_num_threads() // n)
 
 
-def ray_results(auraliser, todo: list, job, work, *, workers: int | None, address: str | None, config: dict):
-    """Run `work(auraliser, track, job) -> (result, seconds)` for every track of `todo` on Ray Data
-    actors; yields (track, result, seconds) as results arrive (in any order)."""
+def ray_results(auraliser, todo: list, job, work, *, workers: int | None, address: str | None, config: dict,
+                batch_size: int = 1):
+    """Run `work(auraliser, tracks, job) -> [(result, seconds)]` on `batch_size` tracks of `todo` at
+    a time on Ray Data actors; yields (track, result, seconds) as results arrive (in any order)."""
     import logging
 
     ray = import_ray()
@@ -180,8 +180,9 @@ def ray_results(auraliser, todo: list, job, work, *, workers: int | None, addres
         ctx.enable_progress_bars = False
         ctx.print_on_execution_start = False
         n, cpus, gpus, threads = actor_resources(ray, recipe, workers)
-        ds = ray.data.from_items([track_item(t) for t in todo], override_num_blocks=len(todo))
-        ds = ds.map_batches(TrackWorker, batch_size=1, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=n),
+        blocks = -(-len(todo) // batch_size)  # a block per batch, so results stream back
+        ds = ray.data.from_items([track_item(t) for t in todo], override_num_blocks=blocks)
+        ds = ds.map_batches(TrackWorker, batch_size=batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=n),
                             num_cpus=cpus, num_gpus=gpus, fn_constructor_kwargs=dict(recipe=recipe, work=work, job=job,
                                                                       config=config, threads=threads))
         by_id, seen = {t.id: t for t in todo}, set()

@@ -12,7 +12,7 @@ def register(sub) -> None:
         description="For every audio file under SRC (a folder, walked recursively, or a text file of paths) write "
         "OUT/audio/<relative path>/ (the excerpt's clips, as `auralise` writes them), one row per (track, layer, "
         "feature) for every feature of the chosen layers over the whole track in OUT/activations/*.parquet, "
-        "OUT/manifest.parquet and a ledger of every attempt in OUT/ledger/. A rerun continues where the last one "
+        "one row per clip with its inversion quality in OUT/clips/*.parquet, OUT/manifest.parquet and a ledger of every attempt in OUT/ledger/. A rerun continues where the last one "
         "stopped; bad files become error rows and the run goes on. Exit status 1 when tracks failed, 2 for "
         "usage errors.")
     p.add_argument("src", nargs="?", metavar="SRC", help="folder of audio files, or a text file of paths")
@@ -30,6 +30,9 @@ def register(sub) -> None:
     p.add_argument("--workers", type=int, default=None,
                    help="local engine: decoding processes (default min(4, cores); 0: none); ray engine: actors "
                    "(default one per core, or per GPU with --device cuda)")
+    p.add_argument("--batch-size", type=int, default=1, metavar="N",
+                   help="tracks whose excerpts go through one batched forward pass and deconvolution (default 1); "
+                   "for GPUs: on a CPU it does not pay, and above 1 clips equal batch 1's up to float rounding")
     p.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="local: decode in worker processes, compute here (default); ray: the same per-track work "
                    "on Ray Data actors (pip install cnnaural_ext[ray])")
@@ -84,7 +87,7 @@ def cmd_catalogue(args) -> int:
         normalize=not args.no_normalize, audio_format=args.format, subtype=args.subtype, figures=args.figures,
         window=args.window, workers=args.workers, shard=args.shard, retry_failed=args.retry_failed,
         max_failures=args.max_failures, progress=not args.no_progress, flush_every=args.flush_every,
-        engine=args.engine, ray_address=args.ray_address)
+        engine=args.engine, ray_address=args.ray_address, batch_size=args.batch_size)
     return 1 if summary["error"] else 0
 
 
