@@ -1,26 +1,28 @@
 """`run_catalogue`, resumable and sharded: the local engine (decode in worker processes), and the
-driver's side of every engine (`Recorder`) and the one per-track function (`process_track`).
+driver's side of every engine (`Recorder`) and the one per-track function (`process_tracks`).
 
 One run: check the request; walk SRC; under the config lock check (or write) config.json and
 write manifest.parquet; take the shard lock; plan (this shard's tracks minus those whose latest
 row under this config is ok or skipped, and minus error rows unless `retry_failed`); then, in
-manifest order, with decoding running ahead in worker processes (`decode.Decoder`), per track:
+manifest order, with decoding running ahead in worker processes (`decode.Decoder`), `batch_size`
+tracks at a time (1 by default), per track:
 
 1. a decode failure, or non-finite samples -> an ``error`` row; a silent track (peak below
    `SILENCE`), one too short for the model up to the deepest chosen layer, or whose excerpt is
    -> a ``skipped`` row with the reason;
 2. the activation rows of the whole track (`activations.track_rows`: one forward pass);
-3. `Auraliser.auralise_file` on the excerpt into ``OUT/audio/<folder>/`` (every file atomically,
-   manifest.json last);
+3. the excerpt auralised (`Auraliser.auralise_layers`; the excerpts of one length in a batch
+   together, `Auraliser.auralise_batch`) and written into ``OUT/audio/<folder>/``
+   (`Auraliser.write_results`: every file atomically, manifest.json last);
 4. the activation rows and the clip rows (`clips`: each clip's file and inversion quality) are
    kept until the next flush, which writes them as one Parquet part of each table (fsync'd) and
    then appends the tracks' ``ok`` rows (so an ok track has every file and row in place).
 
-Steps 1-3 are `process_track`, which every engine runs (the Ray engine in its actors, through
-`process_file`); step 4 is `Recorder`, in this process for every engine. Any other exception
-while processing a track becomes that track's ``error`` row and the run goes on; `max_failures`
-errors stop it early. Temporary files a killed run left in a track's folder are removed when the
-track is redone.
+Steps 1-3 are `process_tracks`, which every engine runs (the Ray engine in its actors, through
+`process_files`); step 4 is `Recorder`, in this process for every engine. Any other exception
+while processing a track becomes that track's ``error`` row and the run goes on (a batch that
+fails is redone track by track); `max_failures` errors stop it early. Temporary files a killed run
+left in a track's folder are removed when the track is redone.
 """
 from __future__ import annotations
 
@@ -329,13 +331,12 @@ def process_tracks(aur, items: list, job: TrackJob) -> list:
     for group in groups.values():
         try:
             clips = _auralise_excerpts(aur, [g[2] for g in group], job)
-        except Exception:
-            if len(group) == 1:
-                clips = [None]
-            else:  # find the track that fails: each alone
-                clips = [None] * len(group)
+        except Exception as e:  # one track alone: its error; several: each alone finds the one that fails
+            clips = [e] if len(group) == 1 else [None] * len(group)
         for (i, t, wave, cols, seconds), res in zip(group, clips):
             try:
+                if isinstance(res, Exception):
+                    raise res
                 if res is None:
                     res = _auralise_excerpts(aur, [wave], job)[0]
                 results[i] = {"status": "ok", "cols": cols, "duration": seconds,
@@ -349,11 +350,6 @@ def _failure(e: Exception) -> dict:
     if isinstance(e, Skip):
         return {"status": "skipped", "message": str(e)}
     return {"status": "error", "error_type": type(e).__name__, "message": (str(e) or repr(e)).splitlines()[0]}
-
-
-def process_file(aur, t, job: TrackJob) -> tuple:
-    """Decode one track in this process, then `process_track`: (result, seconds)."""
-    return process_files(aur, [t], job)[0]
 
 
 def process_files(aur, tracks: list, job: TrackJob) -> list:

@@ -44,7 +44,8 @@ def _feature_view(root: Path, layer: int, f: dict, classes: list, class_tracks: 
     for w in f["top"]:
         files = {k: asset_url(w["folder"], w[k]) if w.get(k) else None for k in ("original", "audio", "image",
                                                                                  "figure")}
-        top.append(dict(w, **files, cls=w.get("class")))
+        top.append(dict(w, **files, cls=w.get("class"), spectral_convergence=w.get("spectral_convergence"),
+                        clipped=w.get("clipped"), inconsistent=bool(w.get("inconsistent"))))
     means = None
     if f.get("class_means") is not None and classes:
         best = max(range(len(classes)), key=lambda i: f["class_means"][i])
