@@ -18,11 +18,16 @@ Every method auralises layers 1 and 5, the top 3 features each, 4 s per track, a
 shipped model (or --model). The catalogue is real audio from the Debian packages of
 scripts/install_data.sh, linked into a temporary SRC with nested folders and repeated names:
 music/wesnoth/*.ogg, music/warzone/<album>/*.opus, speech/klettres/<lang>/<alpha|syllab>/*.ogg,
-speech/ktuberling/<lang>/*.ogg, files taken evenly over each package's sorted list. --quick takes
-10 files (1 wesnoth + 0 warzone + 4 klettres + 5 ktuberling); the full run 43 (2 + 1 + 20 + 20),
-about 10 minutes on 2 cores, most of it in (a). --src takes an existing tree instead.
+speech/ktuberling/<lang>/*.ogg, files taken evenly over each package's sorted list. Sizes
+(--size): quick, 10 files (1 wesnoth + 0 warzone + 4 klettres + 5 ktuberling); full (the
+default), 43 (2 + 1 + 20 + 20), about 5 minutes on 2 cores, most of it in (a); large, 430
+(20 + 10 + 200 + 200), about 15 minutes; whole, every file of the four packages (thousands; hours).
+(a) starts a process per file, so its rate is linear in the files: it runs on at most
+--naive-files of them (default 43, taken evenly) and its tracks/h is that sample's. --src takes an
+existing tree instead.
 
-    python benchmarks/bench_catalogue.py [--quick] [--src DIR] [--model CKPT] [--no-ray] [--out DIR]
+    python benchmarks/bench_catalogue.py [--size quick|full|large|whole] [--naive-files N] [--src DIR]
+                                         [--model CKPT] [--no-ray] [--out DIR]
 """
 from __future__ import annotations
 
@@ -46,7 +51,7 @@ SOURCES = {  # name -> (glob, folder under SRC, path parts kept below the packag
     "klettres": ("/usr/share/klettres/*/[as][ly]*/*.ogg", "speech/klettres", 3),
     "ktuberling": ("/usr/share/ktuberling/sounds/*/*.ogg", "speech/ktuberling", 2),
 }
-QUICK, FULL = (1, 0, 4, 5), (2, 1, 20, 20)
+SIZES = {"quick": (1, 0, 4, 5), "full": (2, 1, 20, 20), "large": (20, 10, 200, 200), "whole": (None,) * 4}
 
 
 def build_source(root: Path, counts) -> Path:
@@ -56,7 +61,8 @@ def build_source(root: Path, counts) -> Path:
         files = sorted(glob.glob(pattern, recursive=True))
         if n and not files:
             raise SystemExit(f"bench_catalogue: no {name} files ({pattern}); run scripts/install_data.sh")
-        for k in range(min(n, len(files))):
+        n = len(files) if n is None else min(n, len(files))
+        for k in range(n):
             f = Path(files[k * len(files) // n])
             link = src / folder / Path(*f.parts[-keep:])
             link.parent.mkdir(parents=True, exist_ok=True)
@@ -138,7 +144,9 @@ def main(argv=None):
     import argparse
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="10 files, to check the script runs")
+    ap.add_argument("--size", choices=list(SIZES), default="full", help="files per package (see above)")
+    ap.add_argument("--quick", action="store_const", const="quick", dest="size", help="--size quick")
+    ap.add_argument("--naive-files", type=int, default=43, help="files the naive loop (a) runs on (default 43)")
     ap.add_argument("--out", default=None, help="folder for JSON + markdown")
     ap.add_argument("--src", default=None, help="an existing tree to use instead of the Debian packages")
     ap.add_argument("--model", default=None, help="checkpoint (default: the shipped model)")
@@ -154,12 +162,16 @@ def main(argv=None):
     aur = Auraliser.from_checkpoint(args.model) if args.model else Auraliser.pretrained()
     work = Path(tempfile.mkdtemp(prefix="bench_catalogue_"))
     try:
-        src = Path(args.src) if args.src else build_source(work, QUICK if args.quick else FULL)
+        src = Path(args.src) if args.src else build_source(work, SIZES[args.size])
         tracks = walk_source(src)
         seconds = audio_seconds(t.path for t in tracks)
         n = len(tracks)
-        rows = [measure("(a) naive: cnnaural auralise per file", lambda: run_naive(tracks, work / "a", args.model),
-                        n, seconds),
+        if args.naive_files < 1:
+            raise SystemExit("bench_catalogue: --naive-files must be >= 1")
+        sample = [tracks[k * n // min(n, args.naive_files)] for k in range(min(n, args.naive_files))]
+        naive = "(a) naive: cnnaural auralise per file" + (f" ({len(sample)} of the files)" if len(sample) < n else "")
+        rows = [measure(naive, lambda: run_naive(sample, work / "a", args.model), len(sample),
+                        audio_seconds(t.path for t in sample)),
                 measure("(b) loop: library pipeline in-process", lambda: run_loop(tracks, work / "b", aur), n, seconds),
                 measure("(c) local engine", lambda: run_engine(src, work / "c", aur, "local"), n, seconds),
                 measure("(c4) local engine, --batch-size 4", lambda: run_engine(src, work / "c4", aur, "local", 4), n,
