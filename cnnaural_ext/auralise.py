@@ -52,6 +52,9 @@ class AuralisationResult:
         inversion (list[dict]): per feature, how far the inverse STFT moved the clip from its map
             (`quality`): spectral_convergence, clipped (share of samples beyond full scale before
             normalisation), inconsistent (spectral convergence above `quality.INCONSISTENT`).
+        activation (Tensor | None): the layer's whole output for the input, every feature, as
+            the model computed it (e.g. (C, h, w)); only when asked (keep_activations=True), since
+            it can be large.
     """
     audio: torch.Tensor
     maps: torch.Tensor
@@ -65,6 +68,7 @@ class AuralisationResult:
     seed: str = "map"
     stft: torch.Tensor | None = None
     inversion: list = field(default_factory=list)
+    activation: torch.Tensor | None = None
 
 
 def parse_layers(layers, n_layers: int) -> list:
@@ -254,11 +258,13 @@ class Auraliser:
 
     def auralise_layers(self, waveform: torch.Tensor, layers, features="all", *, mode: str = "mask",
                         phase: str = "original", normalize: bool = True, seed: str = "map",
-                        griffinlim_iters: int = 32, mel_inverse: str | None = None) -> list[AuralisationResult]:
+                        griffinlim_iters: int = 32, mel_inverse: str | None = None,
+                        keep_activations: bool = False) -> list[AuralisationResult]:
         """`auralise` for several layers with one STFT and one forward pass (to the deepest).
 
         Args:
             layers: a list of layers (or a spec `parse_layers` reads: "1,5", "all").
+            keep_activations: also return each layer's whole output (`AuralisationResult.activation`).
             the rest: as `auralise`.
 
         Returns:
@@ -269,11 +275,13 @@ class Auraliser:
         if waveform.dim() != 1:
             raise CnnauralError(f"waveform must be mono (n,), got shape {tuple(waveform.shape)}")
         return self._auralise(waveform[None], layers, features, mode=mode, phase=phase, normalize=normalize,
-                              seed=seed, griffinlim_iters=griffinlim_iters, mel_inverse=mel_inverse)[0]
+                              seed=seed, griffinlim_iters=griffinlim_iters, mel_inverse=mel_inverse,
+                              keep_activations=keep_activations)[0]
 
     def auralise_batch(self, waveforms, layers, features="all", *, mode: str = "mask", phase: str = "original",
                        normalize: bool = True, seed: str = "map", griffinlim_iters: int = 32,
-                       mel_inverse: str | None = None) -> list[list[AuralisationResult]]:
+                       mel_inverse: str | None = None,
+                       keep_activations: bool = False) -> list[list[AuralisationResult]]:
         """`auralise_layers` for several waveforms of one length (e.g. excerpts of several tracks)
         with one batched STFT and one batched forward pass: [results per layer] per waveform.
 
@@ -299,13 +307,13 @@ class Auraliser:
         if waveforms.dim() != 2:
             raise CnnauralError(f"waveforms must be (B, n) mono audio, got shape {tuple(waveforms.shape)}")
         kw = dict(mode=mode, phase=phase, normalize=normalize, seed=seed, griffinlim_iters=griffinlim_iters,
-                  mel_inverse=mel_inverse)
+                  mel_inverse=mel_inverse, keep_activations=keep_activations)
         if getattr(self.deconvnet, "general", False) or "output" in layers:
             return [self._auralise(w[None], layers, features, **kw)[0] for w in waveforms]
         return self._auralise(waveforms, layers, features, **kw)
 
     def _auralise(self, waveforms: torch.Tensor, layers: list, features, *, mode, phase, normalize, seed,
-                  griffinlim_iters, mel_inverse) -> list[list[AuralisationResult]]:
+                  griffinlim_iters, mel_inverse, keep_activations=False) -> list[list[AuralisationResult]]:
         """The pipeline for checked `layers` and waveforms (B, n): results per layer per waveform."""
         spec, dn = self.spectrogram, self.deconvnet
         B = waveforms.shape[0]
@@ -323,7 +331,8 @@ class Auraliser:
                 else:
                     per_input = dn.deconvolve_batch(rec, layer, features, seed=seed)
                 for b, (maps, feats) in enumerate(per_input):
-                    done[b].append((layer, self._maps(maps, S[b]), feats, _stats(act[b][list(feats)])))
+                    done[b].append((layer, self._maps(maps, S[b]), feats, _stats(act[b][list(feats)]),
+                                    act[b] if keep_activations else None))
                 del act, per_input
                 dn.release(rec, layer, keep=layers[pos + 1:])
             del rec
@@ -331,8 +340,8 @@ class Auraliser:
                              griffinlim_iters=griffinlim_iters, mel_inverse=mel_inverse) for b in range(B)]
 
     def _invert(self, X, waveform, done, *, mode, phase, normalize, seed, griffinlim_iters, mel_inverse):
-        """The clips of one waveform: its STFT X (F, T) and [(layer, maps, features, stats)] ->
-        one AuralisationResult per layer."""
+        """The clips of one waveform: its STFT X (F, T) and [(layer, maps, features, stats,
+        activation or None)] -> one AuralisationResult per layer."""
         spec, dn = self.spectrogram, self.deconvnet
         n = waveform.shape[-1]
         istft_kw = dict(n_fft=spec.n_fft, hop_length=spec.hop_length, win_length=spec.win_length,
@@ -343,7 +352,7 @@ class Auraliser:
         from .quality import INCONSISTENT, clipped_share, intended_magnitude, spectral_convergence
 
         results = []
-        for layer, maps, feats, stats in done:
+        for layer, maps, feats, stats, activation in done:
             parts, inversion = [], []
             for k in range(0, maps.shape[0], rows):
                 gain = spec.to_linear(maps[k:k + rows], kind=mode, mel_inverse=mel_inverse).contiguous()
@@ -363,7 +372,7 @@ class Auraliser:
             results.append(AuralisationResult(
                 audio=torch.cat(parts) if len(parts) > 1 else parts[0], maps=maps.float().cpu(), features=feats,
                 layer=layer, sample_rate=spec.sample_rate, original=original, stats=stats, mode=mode,
-                phase=phase, seed=seed, stft=X, inversion=inversion))
+                phase=phase, seed=seed, stft=X, inversion=inversion, activation=activation))
         return results
 
     def auralise_file(self, track, out_dir, *, layers=1, features="all", offset: float = 0.0,
@@ -402,7 +411,8 @@ class Auraliser:
                                          audio_format=audio_format)
         duration = duration if duration and duration > 0 else None
         if isinstance(track, torch.Tensor):
-            wave, label, where = excerpt(track, offset, duration, self.sample_rate), name or "waveform", name or "waveform"
+            wave = excerpt(track, offset, duration, self.sample_rate)
+            label = where = name or "waveform"
         else:
             wave, _ = load(track, self.sample_rate, offset=offset, duration=duration)
             label, where = name or Path(track).name, str(track)

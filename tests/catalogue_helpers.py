@@ -65,3 +65,15 @@ def clip_rows(out) -> list:
 
     rows = read_clips(out).drop(["run"]).to_pylist()
     return sorted(rows, key=lambda r: (r["id"], r["layer"], r["feature"]))
+
+
+def assert_activation_rows_close(got: list, want: list) -> None:
+    """The same activation rows up to float rounding (e.g. batched against one track at a time)."""
+    import pytest
+
+    assert [(r["id"], r["layer"], r["feature"], r["duration"]) for r in got] == [
+        (r["id"], r["layer"], r["feature"], r["duration"]) for r in want]
+    for x, y in zip(got, want):
+        for k in ("mean", "max", "active"):
+            assert x[k] == pytest.approx(y[k], rel=1e-4, abs=1e-6), k
+        assert x["window_max"] == pytest.approx(y["window_max"], rel=1e-4, abs=1e-6)

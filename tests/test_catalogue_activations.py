@@ -51,6 +51,17 @@ def test_table_matches_direct_activations(tmp_path, aur):
                 cols = [c for c in range(w) if min(int(c * sec_per_col / 4.0), n_win - 1) == j]
                 assert m == pytest.approx(float(a[:, cols].max()), rel=1e-6)
             assert max(r["window_max"]) == pytest.approx(r["max"], rel=1e-6)
+    # a track no longer than the excerpt: its rows come from the auralisation's own forward pass
+    wave, _ = load(src / "b/intro.wav", aur.sample_rate)
+    _, S = aur.spectrogram(wave)
+    for layer in (1, 5):
+        act = aur.deconvnet.activations(S[None, None], layer)[0]
+        rows = [r for r in table if r["id"] == track_id("b/intro.wav") and r["layer"] == layer]
+        assert [r["feature"] for r in rows] == list(range(act.shape[0]))
+        for k, r in enumerate(rows):
+            assert r["mean"] == pytest.approx(float(act[k].mean()), rel=1e-5, abs=1e-7)
+            assert r["max"] == pytest.approx(float(act[k].max()), rel=1e-6)
+            assert r["duration"] == pytest.approx(len(wave) / aur.sample_rate)
 
 
 def test_layer_rows_times_and_empty_windows():

@@ -92,7 +92,8 @@ def test_gallery_loads_images_and_playable_audio(gallery, tmp_path):
         assert EVIL_CLASS in headers  # a class folder's name is a table header's text
         assert driver.execute_script("return document.querySelectorAll('section table tbody tr').length") > 8
         # every clip's card says how far the clip is from its map (quality.spectral_convergence)
-        lines = driver.execute_script("return Array.from(document.querySelectorAll('.stats.inversion')).map(d => d.textContent)")
+        lines = driver.execute_script(
+            "return Array.from(document.querySelectorAll('.stats.inversion')).map(d => d.textContent)")
         assert len(lines) == 2 * 2 and all(t.startswith("inversion: spectral convergence ") for t in lines), lines
         errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
         assert not errors, errors
@@ -139,7 +140,8 @@ def test_atlas_loads_images_and_playable_audio(atlas, tmp_path):
         assert f"{EVIL_CLASS}/{EVIL}" in paths  # the track, as text; no injected element
         assert not driver.find_elements("css selector", "img[src='x'], em")
         assert driver.execute_script("return document.querySelectorAll('section table tbody tr').length") == 4 * 2
-        lines = driver.execute_script("return Array.from(document.querySelectorAll('.stats.inversion')).map(d => d.textContent)")
+        lines = driver.execute_script(
+            "return Array.from(document.querySelectorAll('.stats.inversion')).map(d => d.textContent)")
         assert len(lines) == n_windows and all(t.startswith("inversion: spectral convergence ") for t in lines), lines
         errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
         assert not errors, errors

@@ -67,10 +67,17 @@ def track_rows(auraliser, wave: torch.Tensor, layers: list, window: float = DEFA
         x = x.contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         outputs = dn.layer_outputs(x, layers)
+    return outputs_rows({layer: outputs[layer][0] for layer in layers}, S.shape[-1], spec, window)
+
+
+def outputs_rows(outputs: dict, n_frames: int, spectrogram, window: float = DEFAULT_WINDOW) -> dict:
+    """The activation columns of one track from its layers' outputs {layer: (C, h, w)} over all
+    of its n_frames STFT frames (e.g. the `AuralisationResult.activation`s of an excerpt that is
+    the whole track)."""
     cols: dict = {}
-    for layer in layers:
-        part = layer_rows(outputs[layer][0], layer, S.shape[-1], hop_length=spec.hop_length,
-                          sample_rate=spec.sample_rate, window=window)
+    for layer, act in outputs.items():
+        part = layer_rows(act, layer, n_frames, hop_length=spectrogram.hop_length,
+                          sample_rate=spectrogram.sample_rate, window=window)
         for k, v in part.items():
             cols.setdefault(k, []).extend(v)
     return cols

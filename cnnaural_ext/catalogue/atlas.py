@@ -345,4 +345,5 @@ def _attach_files(root: Path, layer: int, feature: int, w: dict, req: dict, wind
     w.update({"class": class_of(w["relative_path"]), "start": start, "end": start + n / sr, "folder": folder,
               "original": m and m["original"], "audio": item.get("audio"), "image": item.get("image"),
               "figure": figure if m and (root / folder / figure).is_file() else None,
-              "spectral_convergence": item.get("spectral_convergence"), "clipped": item.get("clipped"), "inconsistent": bool(item.get("inconsistent"))})
+              "spectral_convergence": item.get("spectral_convergence"), "clipped": item.get("clipped"),
+              "inconsistent": bool(item.get("inconsistent"))})

@@ -10,7 +10,8 @@ tracks at a time (1 by default), per track:
 1. a decode failure, or non-finite samples -> an ``error`` row; a silent track (peak below
    `SILENCE`), one too short for the model up to the deepest chosen layer, or whose excerpt is
    -> a ``skipped`` row with the reason;
-2. the activation rows of the whole track (`activations.track_rows`: one forward pass);
+2. the activation rows of the whole track (`activations.track_rows`: one forward pass; for a track
+   no longer than the excerpt, the excerpt's own forward pass in step 3 gives them);
 3. the excerpt auralised (`Auraliser.auralise_layers`; the excerpts of one length in a batch
    together, `Auraliser.auralise_batch`) and written into ``OUT/audio/<folder>/``
    (`Auraliser.write_results`: every file atomically, manifest.json last);
@@ -34,7 +35,7 @@ import torch
 
 from ..auralise import excerpt
 from ..errors import CnnauralError
-from .activations import DEFAULT_WINDOW, PartWriter, min_frames, track_rows
+from .activations import DEFAULT_WINDOW, PartWriter, min_frames, outputs_rows, track_rows
 from .clips import clip_columns
 from .config import catalogue_config, check_or_write_config
 from .decode import Decoder, decode
@@ -329,8 +330,9 @@ def process_tracks(aur, items: list, job: TrackJob) -> list:
     for entry in ready:
         groups.setdefault(int(entry[2].shape[0]), []).append(entry)
     for group in groups.values():
+        whole = any(g[3] is None for g in group)  # some excerpt is its whole track
         try:
-            clips = _auralise_excerpts(aur, [g[2] for g in group], job)
+            clips = _auralise_excerpts(aur, [g[2] for g in group], job, keep_activations=whole)
         except Exception as e:  # one track alone: its error; several: each alone finds the one that fails
             clips = [e] if len(group) == 1 else [None] * len(group)
         for (i, t, wave, cols, seconds), res in zip(group, clips):
@@ -338,7 +340,10 @@ def process_tracks(aur, items: list, job: TrackJob) -> list:
                 if isinstance(res, Exception):
                     raise res
                 if res is None:
-                    res = _auralise_excerpts(aur, [wave], job)[0]
+                    res = _auralise_excerpts(aur, [wave], job, keep_activations=cols is None)[0]
+                if cols is None:
+                    cols = outputs_rows({r.layer: r.activation for r in res}, aur.spectrogram.n_frames(wave.shape[0]),
+                                        aur.spectrogram, job.window)
                 results[i] = {"status": "ok", "cols": cols, "duration": seconds,
                               "clips": _write_track(aur, t, wave, res, job)}
             except Exception as e:
@@ -369,7 +374,9 @@ def process_files(aur, tracks: list, job: TrackJob) -> list:
 
 def _prepare_track(aur, t, wave, job: TrackJob):
     """Check one decoded track and tabulate it: (excerpt (n,), activation columns, track seconds);
-    raises Skip for a track with nothing to auralise, CnnauralError for a bad one."""
+    the columns are None when the excerpt is the whole track (a track no longer than --duration):
+    then the auralisation's one forward pass gives them (`outputs_rows`), not a second pass.
+    Raises Skip for a track with nothing to auralise, CnnauralError for a bad one."""
     spec, sr, req, need = aur.spectrogram, aur.sample_rate, job.req, job.need
     n = int(wave.shape[0])
     if not bool(torch.isfinite(wave).all()):
@@ -385,12 +392,15 @@ def _prepare_track(aur, t, wave, job: TrackJob):
     part = excerpt(wave, req["offset"], req["duration"], sr)
     if spec.n_frames(part.shape[0]) < need:
         raise Skip(f"the excerpt at {req['offset']:g} s is too short ({part.shape[0] / sr:.3f} s) for the model")
+    if part.shape[0] == n:  # the excerpt is the whole track: its auralisation's forward pass gives the rows
+        return part, None, n / sr
     return part, track_rows(aur, wave, job.layers, job.window), n / sr
 
 
-def _auralise_excerpts(aur, waves: list, job: TrackJob) -> list:
+def _auralise_excerpts(aur, waves: list, job: TrackJob, keep_activations: bool = False) -> list:
     """[results per layer] per excerpt: one batch when there are several."""
     kw = {k: job.req[k] for k in ("mode", "phase", "normalize", "seed")}
+    kw["keep_activations"] = keep_activations
     if len(waves) == 1:
         return [aur.auralise_layers(waves[0], job.layers, job.req["features"], **kw)]
     return aur.auralise_batch(waves, job.layers, job.req["features"], **kw)
