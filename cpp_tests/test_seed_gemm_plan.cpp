@@ -409,7 +409,9 @@ void test_pipeline() {
       c.oph = rng() % std::max(c.sh, c.dh);
       c.opw = rng() % std::max(c.sw, c.dw);
       c.rectify = rng() % 4 != 0;
-      auto small = [&](int64_t span) { return static_cast<double>(static_cast<int64_t>(rng() % (2 * span + 1)) - span); };
+      auto small = [&](int64_t span) {
+        return static_cast<double>(static_cast<int64_t>(rng() % (2 * span + 1)) - span);
+      };
       c.input.resize(c.n * c.c_out * c.h * c.w);
       for (auto& v : c.input) v = small(4);
       c.weight.resize(c.c_out * c.c_in * c.kh * c.kw);
