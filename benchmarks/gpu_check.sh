@@ -10,7 +10,10 @@
 #   TORCH_CUDA_ARCH_LIST  GPU architectures to build (default: the visible GPU's)
 #   QUICK=1               tiny benchmark sizes, to check the script itself
 #   SANITIZE=1            also run the CUDA kernel tests under compute-sanitizer (memcheck)
-# Writes OUT_DIR/gpu_build.log, gpu_tests.log, kernels_cuda.json and kernels_cuda.md.
+# Writes OUT_DIR/gpu_build.log, gpu_tests.log, kernels_cuda.json and kernels_cuda.md, and
+# kernels_cuda_paths.json/.md: the fused op's cases (dense seeds, and one-feature seeds stored
+# densely) on both CUDA paths for dense seeds, CNNAURAL_UNPOOL_CONV_CUDA=gemm (the seed-batched
+# GEMM, the op's own choice) and =cudnn (unpool + cuDNN's transposed convolution).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -69,6 +72,33 @@ echo "== benchmarks"
 quick=()
 if [[ "${QUICK:-0}" == 1 ]]; then quick=(--quick); fi
 "$PY" benchmarks/bench_kernels.py --device cuda --out "$out" "${quick[@]}"
+echo "== the fused op on both CUDA paths for dense seeds (gemm | cudnn)"
+QUICK="${QUICK:-0}" OUT_DIR="$out" "$PY" - <<'EOF' || status=$?
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, "benchmarks")
+from bench_kernels import fused_rows  # noqa: E402
+from common import machine, write  # noqa: E402
+
+torch.backends.cuda.matmul.allow_tf32 = False
+torch.backends.cudnn.allow_tf32 = False
+quick = os.environ["QUICK"] == "1"
+rows = []
+for path in ("gemm", "cudnn"):
+    os.environ["CNNAURAL_UNPOOL_CONV_CUDA"] = path
+    got = fused_rows(4, 2, "cuda") if quick else fused_rows(64, 20, "cuda", long_frames=1292, long_n=64,
+                                                             long_repeats=10)
+    for row in got:
+        if row["backend"] == "native":  # the compact rows and the reference do not depend on the path
+            rows.append({**row, "backend": f"native, {path}"})
+    del os.environ["CNNAURAL_UNPOOL_CONV_CUDA"]
+meta = {**machine(), "device": "cuda"}
+write(os.environ["OUT_DIR"], "kernels_cuda_paths", rows,
+      ["case", "backend", "median_ms", "min_ms", "max_ms", "useful_gflops", "out_gbps", "speedup"], meta)
+EOF
 if [[ "$status" != 0 ]]; then
   echo "gpu_check.sh: tests failed (status $status; see $out/gpu_tests.log)" >&2
 fi

@@ -442,3 +442,151 @@ print("ok")
         assert lines[-1] == "ok"
         if isa == "default":
             assert lines[0] == "default"
+
+
+# ---------------------------------------------------------------------------------------------
+# The CUDA seed-batched GEMM (dense seeds sharing one track's switches). The op takes it where it
+# applies; CNNAURAL_UNPOOL_CONV_CUDA=gemm | cudnn forces one path (cudnn: the unpool + cuDNN
+# transposed convolution), so both are held to the reference on the same cases. These run only
+# where a GPU is visible (conftest skips them elsewhere).
+# ---------------------------------------------------------------------------------------------
+CUDA_PATHS = ["gemm", "cudnn"]
+
+
+def _on_cuda_path(monkeypatch, path, fn):
+    monkeypatch.setenv("CNNAURAL_UNPOOL_CONV_CUDA", path)
+    try:
+        return fn()
+    finally:
+        monkeypatch.delenv("CNNAURAL_UNPOOL_CONV_CUDA")
+
+
+@pytest.mark.cuda
+@settings(max_examples=80, deadline=None)
+@given(N=st.integers(1, 70), C_out=st.integers(1, 9), C_in=st.sampled_from([1, 2, 3, 7, 16, 17, 33]),
+       H=st.integers(2, 17), W=st.integers(2, 17), pool=st.sampled_from([(2, 2), (3, 2), (2, 1), (3, 3), (1, 1)]),
+       kh=st.integers(1, 5), kw=st.integers(1, 5), stride=st.sampled_from([(1, 1), (2, 2), (1, 2), (3, 1)]),
+       padding=st.sampled_from([(0, 0), (1, 1), (2, 0)]), dilation=st.sampled_from([(1, 1), (2, 1), (2, 3)]),
+       dtype=st.sampled_from([torch.float32, torch.float64]), channels_last=st.booleans(),
+       sparsity=st.sampled_from(["dense", "half", "one-feature"]), rectify=st.booleans(), bias=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_cuda_seed_gemm_equals_reference(N, C_out, C_in, H, W, pool, kh, kw, stride, padding, dilation, dtype,
+                                         channels_last, sparsity, rectify, bias, seed):
+    """Both CUDA paths on any geometry: odd sizes, overlapping pools (repeated switches), stride
+    != kernel, dilation, padding, output_padding, N no multiple of the 8 or 32 seeds of a block,
+    C_in below, at and above the 16 channels of a block, both memory formats, float and double."""
+    import os
+
+    if pool[0] > min(H, W):
+        return
+    x, idx, w, usize = pooled_case(seed, N, C_out, C_in, H, W, pool[0], pool[1], (kh, kw), stride, padding,
+                                   dilation, dtype, True, sparsity, "cuda")
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    b = torch.randn(C_in, dtype=dtype, device="cuda") if bias else None
+    opad = tuple(max(0, min(stride[d], dilation[d]) - 1) if max(stride[d], dilation[d]) > 1 else 0 for d in range(2))
+    if any((usize[d] - 1) * stride[d] - 2 * padding[d] + dilation[d] * ((kh, kw)[d] - 1) + opad[d] + 1 <= 0
+           for d in range(2)):
+        return
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
+    for path in CUDA_PATHS:
+        os.environ["CNNAURAL_UNPOOL_CONV_CUDA"] = path
+        try:
+            got, want = _native_and_reference(x, idx, w, b, usize, stride, padding, opad, dilation, rectify)
+        finally:
+            del os.environ["CNNAURAL_UNPOOL_CONV_CUDA"]
+        torch.testing.assert_close(got, want, **tol)
+        assert got.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("path", CUDA_PATHS)
+@pytest.mark.parametrize("C_in", [1, 2, 3, 16, 64])
+@pytest.mark.parametrize("N", [1, 7, 8, 9, 31, 33, 65])
+@pytest.mark.parametrize("pool", [(2, 2), (3, 2), (3, 1)])  # no repeated switches, and repeats
+def test_cuda_seed_gemm_long_inputs(N, C_in, pool, path, monkeypatch):
+    """A long track (1300 frames), every seed block's remainder, each block shape (C_in <= 2,
+    N <= 8, the rest), both memory formats."""
+    x, idx, w, usize = pooled_case(N * 7 + C_in, N, 8, C_in, 9, 1300, pool[0], pool[1], (3, 3), (1, 1), (1, 1),
+                                   (1, 1), torch.float32, True, "dense", "cuda")
+    for xs in (x, x.contiguous(memory_format=torch.channels_last)):
+        got, want = _on_cuda_path(monkeypatch, path, lambda: _native_and_reference(
+            xs, idx, w, None, usize, (1, 1), (1, 1), (0, 0), (1, 1), True))
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("C_in", [1, 24])
+def test_cuda_seed_gemm_paper_block_shapes_and_seed_chunks(C_in, monkeypatch):
+    """The paper model's blocks with 64 channels and odd plane sizes (257 x 173 pooled to
+    128 x 86); 100 seeds take several chunks of seed blocks on both paths. Both paths agree."""
+    x, idx, w, usize = pooled_case(11, 100, 64, C_in, 257, 173, 2, 2, (3, 3), (1, 1), (1, 1), (1, 1),
+                                   torch.float32, True, "dense", "cuda")
+    x = x.contiguous(memory_format=torch.channels_last)
+    b = torch.randn(C_in, device="cuda")
+    out = {}
+    for path in CUDA_PATHS:
+        out[path] = _on_cuda_path(monkeypatch, path, lambda: _native_and_reference(
+            x, idx, w, b, usize, (1, 1), (1, 1), (0, 0), (1, 1), True))
+        torch.testing.assert_close(out[path][0], out[path][1], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(out["gemm"][0], out["cudnn"][0], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("C_in", [1, 5, 32])
+@pytest.mark.parametrize("N", [3, 40])
+@pytest.mark.parametrize("pool", [(2, 2), (3, 2), (3, 1)])
+def test_cuda_seed_gemm_is_the_same_run_to_run(N, C_in, pool, monkeypatch):
+    """No floating-point atomics: every output is summed by one thread in a fixed order."""
+    monkeypatch.setenv("CNNAURAL_UNPOOL_CONV_CUDA", "gemm")
+    x, idx, weight, usize = pooled_case(5, N, 8, C_in, 40, 30, pool[0], pool[1], (3, 3), (1, 1), (1, 1), (1, 1),
+                                        torch.float32, True, "dense", "cuda")
+    args = (x, idx, weight, None, usize, (1, 1), (1, 1), (0, 0), (1, 1), True)
+    first = torch.ops.cnnaural.unpool_conv_transpose2d(*args)
+    for _ in range(3):
+        assert torch.equal(torch.ops.cnnaural.unpool_conv_transpose2d(*args), first)
+    # the seeds are independent: one seed alone gives its row of the batch, bit for bit
+    # (the same block shape: N <= 8 and N > 8 differ only in how many seeds share a block)
+    if N > 8:
+        part = torch.ops.cnnaural.unpool_conv_transpose2d(x[9:], *args[1:])
+        assert torch.equal(part, first[9:])
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("path", CUDA_PATHS)
+@settings(max_examples=20, deadline=None)
+@given(bad=st.one_of(st.integers(-2**40, -1), st.integers(64, 2**40)), pos=st.integers(0, 3 * 4 * 4 - 1))
+def test_cuda_seed_gemm_rejects_bad_switches(bad, pos, path):
+    """Indices of batch 1 with dense seeds (the GEMM's case): an error naming the op, and the
+    device stays usable."""
+    import os
+
+    x = torch.rand(7, 3, 4, 4, device="cuda") + 0.1
+    idx = torch.randint(0, 64, (1, 3, 4, 4), device="cuda")
+    idx.view(-1)[pos] = bad
+    os.environ["CNNAURAL_UNPOOL_CONV_CUDA"] = path
+    try:
+        with pytest.raises(RuntimeError, match="unpool_conv_transpose2d: indices must lie in"):
+            torch.ops.cnnaural.unpool_conv_transpose2d(x, idx, torch.rand(3, 2, 3, 3, device="cuda"), None, (8, 8),
+                                                       (1, 1), (1, 1), (0, 0), (1, 1), True)
+    finally:
+        del os.environ["CNNAURAL_UNPOOL_CONV_CUDA"]
+    torch.ones(1, device="cuda").sum().item()
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("path", CUDA_PATHS)
+def test_cuda_seed_gemm_gradcheck_and_opcheck(path, monkeypatch):
+    monkeypatch.setenv("CNNAURAL_UNPOOL_CONV_CUDA", path)
+    x, idx, weight, usize = pooled_case(4, 10, 3, 4, 7, 9, 3, 2, (3, 3), (2, 1), (1, 1), (1, 1), torch.float64,
+                                        True, "dense", "cuda")
+    x.requires_grad_(True)
+    weight.requires_grad_(True)
+    bias = torch.rand(4, dtype=torch.float64, device="cuda", requires_grad=True)
+
+    def f(x, w, b):
+        return torch.ops.cnnaural.unpool_conv_transpose2d(x, idx, w, b, usize, (2, 1), (1, 1), (1, 0), (1, 1), True)
+
+    assert torch.autograd.gradcheck(f, (x, weight, bias))
+    torch.library.opcheck(torch.ops.cnnaural.unpool_conv_transpose2d,
+                          (x, idx, weight, bias, list(usize), [2, 1], [1, 1], [1, 0], [1, 1], True))

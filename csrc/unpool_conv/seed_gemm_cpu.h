@@ -43,6 +43,7 @@
 #include <vector>
 
 #include "../common/cpu_isa.h"
+#include "seed_gemm_plan.h"
 #include "unpool_conv.h"
 #include "unpool_conv_math.h"
 
@@ -270,16 +271,9 @@ CNNAURAL_ALWAYS_INLINE void seed_gemm_bands(const SeedGemm<T>& s) {
     const int64_t band = s.next_band->fetch_add(1, std::memory_order_relaxed);
     if (band >= s.n_bands) break;
     const int64_t oy0 = band * s.band_rows, oy1 = std::min(g.oh, oy0 + s.band_rows);
-    // 1. the switch rows the band's taps read
+    // 1. the switch rows the band's taps read (seed_gemm_plan.h; yhi < 0 when none)
     int64_t ylo = g.uh, yhi = -1;
-    for (int64_t oy = oy0; oy < oy1; ++oy) {
-      for (int64_t ky = 0; ky < g.kh; ++ky) {
-        const int64_t y = tap_source(oy, ky, g.sh, g.ph, g.dh, g.uh);
-        if (y < 0) continue;
-        ylo = std::min(ylo, y);
-        yhi = std::max(yhi, y);
-      }
-    }
+    halo_range(oy0, oy1, g.kh, g.sh, g.ph, g.dh, g.uh, &ylo, &yhi);
     int64_t n_items = 0, npos = 0;
     if (yhi >= 0) {
       const int64_t pos0 = ylo * g.uw;
