@@ -13,7 +13,7 @@
 # Writes OUT_DIR/gpu_build.log, gpu_tests.log, kernels_cuda.json and kernels_cuda.md, and
 # kernels_cuda_paths.json/.md: the fused op's cases (dense seeds, and one-feature seeds stored
 # densely) on both CUDA paths for dense seeds, CNNAURAL_UNPOOL_CONV_CUDA=gemm (the seed-batched
-# GEMM, the op's own choice) and =cudnn (unpool + cuDNN's transposed convolution).
+# GEMM, opt-in until measured) and =cudnn (unpool + cuDNN's transposed convolution, the default).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

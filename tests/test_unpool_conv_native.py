@@ -445,8 +445,8 @@ print("ok")
 
 
 # ---------------------------------------------------------------------------------------------
-# The CUDA seed-batched GEMM (dense seeds sharing one track's switches). The op takes it where it
-# applies; CNNAURAL_UNPOOL_CONV_CUDA=gemm | cudnn forces one path (cudnn: the unpool + cuDNN
+# The CUDA seed-batched GEMM (dense seeds sharing one track's switches), opt-in until it has been
+# measured on a GPU; CNNAURAL_UNPOOL_CONV_CUDA=gemm | cudnn forces one path (cudnn: the unpool + cuDNN
 # transposed convolution), so both are held to the reference on the same cases. These run only
 # where a GPU is visible (conftest skips them elsewhere).
 # ---------------------------------------------------------------------------------------------

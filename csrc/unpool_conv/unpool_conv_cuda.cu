@@ -23,7 +23,8 @@
 //   same run to run and do not depend on N or the chunking.
 //
 // Everything else (indices of batch N, compact one-feature seeds, C_in beyond the grid's limit,
-// or CNNAURAL_UNPOOL_CONV_CUDA=cudnn) takes the unpool + convolution path:
+// and, until the GEMM has been measured on a GPU, dense seeds unless CNNAURAL_UNPOOL_CONV_CUDA=gemm)
+// takes the unpool + convolution path:
 //   1. a switch table, built once per call from the indices alone (shared by every seed when
 //      indices have batch 1): the pooled cells that point at the same unpooled position are
 //      chained in raster order (a stable sort of (plane, position) keys), the first one heading
@@ -37,9 +38,10 @@
 //      cost nothing. Dense seeds go to the library's transposed convolution (cuDNN) on U (its
 //      bitwise reproducibility is cuDNN's algorithm choice: torch.backends.cudnn.deterministic).
 // CNNAURAL_UNPOOL_CONV_CUDA=gemm | cudnn forces either path for dense seeds with shared switches
-// (tests and benchmarks compare them); unset, the GEMM takes them. The GEMM has not yet run on a
-// GPU (the repository's checks compile it for sm_80 and sm_90 and test its planning math on the
-// CPU); benchmarks/gpu_check.sh tests and times both paths.
+// (tests and benchmarks compare them); unset, the unpool + cuDNN path takes them: the GEMM has not
+// yet run on a GPU (the repository's checks compile it for sm_80 and sm_90 and test its planning
+// math and block logic on the CPU), so it is opt-in until benchmarks/gpu_check.sh, which tests and
+// times both paths, has run on one.
 // A switch outside the plane or a channel outside [0, C_out) is never read through: the kernels
 // raise a flag instead, and the op turns the flag into an error naming it.
 #include <ATen/ATen.h>
@@ -395,8 +397,8 @@ using GemmFewSeeds = GemmShape<1, 4, 8, 4, 4, 8>;  // 8 seeds x 16 channels (N <
 using GemmNarrow = GemmShape<1, 1, 32, 1, 8, 16>;  // 32 seeds x 1 channel (C_in <= 2), tiles of 4 x 16
 
 // Which CUDA path takes dense seeds: CNNAURAL_UNPOOL_CONV_CUDA=gemm | cudnn forces one (tests
-// and benchmarks compare them), anything else (or unset) lets the op choose: the GEMM wherever
-// it applies. Read at every call.
+// and benchmarks compare them), anything else (or unset) lets the op choose: the unpool + cuDNN
+// path until the GEMM has been measured on a GPU. Read at every call.
 enum class CudaPath { kAuto, kGemm, kCudnn };
 CudaPath cuda_path_override() {
   const char* env = std::getenv("CNNAURAL_UNPOOL_CONV_CUDA");
@@ -511,9 +513,9 @@ at::Tensor unpool_conv_transpose2d_cuda(const at::Tensor& input, const at::Tenso
                    g.uh, ", ", g.uw, "); pass the indices returned by F.max_pool2d(..., return_indices=True)");
   };
 
-  // Dense seeds sharing one track's switches: the seed-batched GEMM (unless
-  // CNNAURAL_UNPOOL_CONV_CUDA=cudnn); every other case below.
-  if (bcast && !g.compact && cuda_path_override() != CudaPath::kCudnn &&
+  // Dense seeds sharing one track's switches: the seed-batched GEMM when
+  // CNNAURAL_UNPOOL_CONV_CUDA=gemm (opt-in until measured on a GPU); every other case below.
+  if (bcast && !g.compact && cuda_path_override() == CudaPath::kGemm &&
       (g.c_in + GemmWide::kChannels - 1) / GemmWide::kChannels <= kMaxGridYZ) {
     AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "unpool_conv_transpose2d_cuda_gemm", [&] {
       if (g.c_in <= 2) {
