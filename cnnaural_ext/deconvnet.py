@@ -651,12 +651,21 @@ class DeconvNet:
             raise CnnauralError(f"this recording holds {rec.batch} inputs: deconvolve_batch takes them back "
                                 "(deconvolve takes one)")
         s, feats, channels = self.seeds(rec, layer, features, seed, compact=True)
-        end = self._end_step(layer)
-        chunk = self._chunk_size(rec, end, s)
-        parts = [self.backward(rec, s[k:k + chunk], end, None if channels is None else channels[k:k + chunk])
-                 for k in range(0, s.shape[0], chunk)]
-        out = torch.cat(parts, dim=0).contiguous()
+        out = self._take_back(rec, self._end_step(layer), s, channels)
         return (out, feats) if return_features else out
+
+    def _take_back(self, rec: Recording, end: int, s: torch.Tensor, channels, owner=None) -> torch.Tensor:
+        """`backward` of seeds s from step `end` in chunks that fit the budget. owner: each seed's
+        input in a batched recording (its switches are gathered per chunk); else rec has batch 1."""
+        if owner is None:
+            chunk = self._chunk_size(rec, end, s)
+        else:  # each seed carries its input's switches: their bytes count against the budget too
+            switch_bytes = sum(v[0].numel() * v.element_size() for k, v in rec.indices.items() if k <= end)
+            chunk = self._chunk_size(rec.rows(slice(0, 1)), end, s, extra_per_seed=switch_bytes)
+        parts = [self.backward(rec if owner is None else rec.rows(owner[k:k + chunk], switches_only=True),
+                               s[k:k + chunk], end, None if channels is None else channels[k:k + chunk])
+                 for k in range(0, s.shape[0], chunk)]
+        return torch.cat(parts, dim=0).contiguous()
 
     def deconvolve_batch(self, rec: Recording, layer, features="all", seed: str = "map", mix: bool | None = None):
         """Deconvolve features of `layer` for every input of a batched recording (`record` of
@@ -672,32 +681,19 @@ class DeconvNet:
                 default) each call's seeds share one input's switches, which the CPU's dense
                 kernel exploits (`unpool_conv_transpose2d`'s seed-batched GEMM).
         """
-        if layer == "output" or self.key(layer) == "output":
+        if self.key(layer) == "output":
             raise CnnauralError("deconvolve_batch takes conv layers (class targets: deconvolve per input)")
         seeds = [self.seeds(rec.rows(slice(b, b + 1)), layer, features, seed, compact=True) for b in range(rec.batch)]
         if mix is None:
             mix = bool(rec.indices) and next(iter(rec.indices.values())).device.type == "cuda"
         end = self._end_step(layer)
         if not mix or rec.batch == 1:
-            results = []
-            for b, (s, feats, channels) in enumerate(seeds):
-                one = rec.rows(slice(b, b + 1))
-                chunk = self._chunk_size(one, end, s)
-                parts = [self.backward(one, s[k:k + chunk], end, None if channels is None else channels[k:k + chunk])
-                         for k in range(0, s.shape[0], chunk)]
-                results.append((torch.cat(parts, dim=0).contiguous(), feats))
-            return results
+            return [(self._take_back(rec.rows(slice(b, b + 1)), end, s, channels), feats)
+                    for b, (s, feats, channels) in enumerate(seeds)]
         s = torch.cat([x[0] for x in seeds])
         channels = None if seeds[0][2] is None else torch.cat([x[2] for x in seeds])
         owner = torch.cat([torch.full((x[0].shape[0],), b, dtype=torch.long) for b, x in enumerate(seeds)])
-        owner = owner.to(s.device)
-        # each seed carries its input's switches: their bytes count against the chunk budget too
-        switch_bytes = sum(v[0].numel() * v.element_size() for k, v in rec.indices.items() if k <= end)
-        chunk = self._chunk_size(rec.rows(slice(0, 1)), end, s, extra_per_seed=switch_bytes)
-        parts = [self.backward(rec.rows(owner[k:k + chunk], switches_only=True), s[k:k + chunk], end,
-                               None if channels is None else channels[k:k + chunk])
-                 for k in range(0, s.shape[0], chunk)]
-        out = torch.cat(parts, dim=0).contiguous()
+        out = self._take_back(rec, end, s, channels, owner=owner.to(s.device))
         bounds = [0]
         for x in seeds:
             bounds.append(bounds[-1] + x[0].shape[0])
