@@ -1,6 +1,6 @@
 // C++ tests of csrc/istft: the HOST_DEVICE_INLINE overlap-add math of istft_math.h against brute
 // force, and cnnaural::masked_istft_cpu (direct and through the dispatcher) against at::istft.
-// No test framework: EXPECT counts failures, main() returns non-zero if any (ctest reads that).
+// No test framework: EXPECT (expect.h) counts failures, main() returns non-zero if any (ctest reads that).
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <c10/util/Exception.h>
@@ -14,22 +14,9 @@
 
 #include "istft/istft.h"
 #include "istft/istft_math.h"
+#include "expect.h"
 
 namespace {
-
-int g_failures = 0;
-int g_checks = 0;
-
-#define EXPECT(cond, ...)                                                          \
-  do {                                                                            \
-    ++g_checks;                                                                   \
-    if (!(cond)) {                                                                \
-      ++g_failures;                                                               \
-      std::fprintf(stderr, "%s:%d: EXPECT(%s) failed: ", __FILE__, __LINE__, #cond); \
-      std::fprintf(stderr, __VA_ARGS__);                                          \
-      std::fprintf(stderr, "\n");                                                 \
-    }                                                                             \
-  } while (0)
 
 using cnnaural::combine_bin;
 using cnnaural::ola_envelope;
@@ -225,9 +212,8 @@ int main() {
   try {
     test_masked_istft_vs_aten();
   } catch (const std::exception& e) {
-    ++g_failures;
+    ++cnnaural_test::g_failures;
     std::fprintf(stderr, "unexpected exception: %s\n", e.what());
   }
-  std::printf("%d checks, %d failures\n", g_checks, g_failures);
-  return g_failures == 0 ? 0 : 1;
+  return cnnaural_test::finish();
 }

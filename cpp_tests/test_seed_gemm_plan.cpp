@@ -13,7 +13,7 @@
 //      come from real max pools (non-overlapping, overlapping 3/2, 3/1 and 2/1, 1/1) and from
 //      random positions (any number of repeats); odd sizes, N not a multiple of the seed block,
 //      C_in not a multiple of the channel block, staging chunks of 1, 3 and many items.
-// No test framework: EXPECT counts failures, main() returns non-zero if any (ctest reads that).
+// No test framework: EXPECT (expect.h) counts failures, main() returns non-zero if any (ctest reads that).
 #include <algorithm>
 #include <cinttypes>
 #include <cstdint>
@@ -25,24 +25,9 @@
 #include <vector>
 
 #include "unpool_conv/seed_gemm_plan.h"
+#include "expect.h"
 
 namespace {
-
-int g_failures = 0;
-int64_t g_checks = 0;
-
-#define EXPECT(cond, ...)                                                              \
-  do {                                                                                \
-    ++g_checks;                                                                       \
-    if (!(cond)) {                                                                    \
-      ++g_failures;                                                                   \
-      if (g_failures <= 20) {                                                         \
-        std::fprintf(stderr, "%s:%d: EXPECT(%s) failed: ", __FILE__, __LINE__, #cond); \
-        std::fprintf(stderr, __VA_ARGS__);                                            \
-        std::fprintf(stderr, "\n");                                                   \
-      }                                                                               \
-    }                                                                                 \
-  } while (0)
 
 using namespace cnnaural;
 
@@ -460,6 +445,5 @@ int main() {
   test_halo();
   test_pipeline();
   test_bad_switch();
-  std::printf("%lld checks, %d failures\n", (long long)g_checks, g_failures);
-  return g_failures == 0 ? 0 : 1;
+  return cnnaural_test::finish();
 }

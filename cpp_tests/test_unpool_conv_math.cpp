@@ -8,7 +8,7 @@
 // through tap k exactly when the forward convolution's window j = y, sliding over the
 // zero-padded signal, reads signal position o with tap k. The oracle for the output size is the
 // smallest signal length the forward convolution maps to `in` outputs, plus output_padding.
-// No test framework: EXPECT counts failures, main() returns non-zero if any (ctest reads that).
+// No test framework: EXPECT (expect.h) counts failures, main() returns non-zero if any (ctest reads that).
 #include <algorithm>
 #include <cinttypes>
 #include <cstdint>
@@ -17,24 +17,9 @@
 #include <vector>
 
 #include "unpool_conv/unpool_conv_math.h"
+#include "expect.h"
 
 namespace {
-
-int g_failures = 0;
-int64_t g_checks = 0;
-
-#define EXPECT(cond, ...)                                                              \
-  do {                                                                                \
-    ++g_checks;                                                                       \
-    if (!(cond)) {                                                                    \
-      ++g_failures;                                                                   \
-      if (g_failures <= 20) {                                                         \
-        std::fprintf(stderr, "%s:%d: EXPECT(%s) failed: ", __FILE__, __LINE__, #cond); \
-        std::fprintf(stderr, __VA_ARGS__);                                            \
-        std::fprintf(stderr, "\n");                                                   \
-      }                                                                               \
-    }                                                                                 \
-  } while (0)
 
 using cnnaural::conv_transpose_out_size;
 using cnnaural::row_col;
@@ -306,6 +291,5 @@ int main() {
   test_taps_any_length();
   test_row_col();
   test_switch_valid();
-  std::printf("%lld checks, %d failures\n", (long long)g_checks, g_failures);
-  return g_failures == 0 ? 0 : 1;
+  return cnnaural_test::finish();
 }
