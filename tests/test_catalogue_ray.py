@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from catalogue_helpers import GOOD, activation_rows, add_bad_files, assert_activation_rows_close, clip_rows, make_tree, tree_digest
+from catalogue_helpers import (GOOD, activation_rows, add_bad_files, assert_activation_rows_close, clip_rows, make_tree,
+                               tree_digest)
 from cnnaural_ext import Auraliser
 from cnnaural_ext.catalogue import latest_states, read_rows, run_catalogue
 from cnnaural_ext.errors import CnnauralError

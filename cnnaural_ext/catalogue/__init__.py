@@ -37,5 +37,6 @@ from .sources import parse_shard, read_manifest, shard_of, track_id, walk_source
 from .summary import format_status, status
 
 __all__ = ["DEFAULT_WINDOW", "ENGINES", "build_atlas", "fingerprint", "format_status", "latest_states", "parse_shard",
-           "read_activations", "read_clips", "read_manifest", "read_rows", "run_catalogue", "shard_of", "status", "summary_line", "track_id",
+           "read_activations", "read_clips", "read_manifest", "read_rows", "run_catalogue", "shard_of", "status",
+           "summary_line", "track_id",
            "walk_source"]

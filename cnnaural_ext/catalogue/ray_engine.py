@@ -182,7 +182,8 @@ def ray_results(auraliser, todo: list, job, work, *, workers: int | None, addres
         n, cpus, gpus, threads = actor_resources(ray, recipe, workers)
         blocks = -(-len(todo) // batch_size)  # a block per batch, so results stream back
         ds = ray.data.from_items([track_item(t) for t in todo], override_num_blocks=blocks)
-        ds = ds.map_batches(TrackWorker, batch_size=batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=n),
+        ds = ds.map_batches(TrackWorker, batch_size=batch_size, batch_format="numpy",
+                            compute=ray.data.ActorPoolStrategy(size=n),
                             num_cpus=cpus, num_gpus=gpus, fn_constructor_kwargs=dict(recipe=recipe, work=work, job=job,
                                                                       config=config, threads=threads))
         by_id, seen = {t.id: t for t in todo}, set()

@@ -43,7 +43,8 @@ def status(out, max_errors: int = 20) -> dict:
     shards = dict(sorted(shards.items(), key=lambda kv: int(kv[0].split("/")[0])))
     return {"out": str(Path(out)), "tracks": len(manifest), "counts": counts, "shards": shards,
             "fingerprint": cfg.get("fingerprint"), "config": cfg.get("config", {}),
-            "model_source": cfg.get("model_source"), "errors": errors, "clips": clip_counts(out) | {"threshold": INCONSISTENT}}
+            "model_source": cfg.get("model_source"), "errors": errors,
+            "clips": clip_counts(out) | {"threshold": INCONSISTENT}}
 
 
 def clip_counts(out) -> dict:
@@ -66,8 +67,9 @@ def format_status(st: dict) -> str:
             lines.append(f"  shard {key}: " + ", ".join(f"{sc[s]} {s}" for s in STATES))
     cl = st.get("clips")
     if cl and cl["total"]:
-        lines.append(f"  clips: {cl['total']}, {cl['inconsistent']} with an inconsistent inversion (spectral convergence "
-                     f"above {cl['threshold']:g}: what is heard is largely not the map); read_clips(OUT) lists them")
+        lines.append(f"  clips: {cl['total']}, {cl['inconsistent']} with an inconsistent inversion "
+                     f"(spectral convergence above {cl['threshold']:g}: what is heard is largely not the map); "
+                     "read_clips(OUT) lists them")
     for e in st["errors"]:
         lines.append(f"  error: {e['relative_path']}: {e['error_type']}: {e['message']}")
     if c["error"] > len(st["errors"]):

@@ -70,7 +70,8 @@ def read_parts(out, dataset: str, empty, all_columns, *, layers=None, features=N
     if columns is not None:
         bad = [c for c in columns if c not in all_columns]
         if bad:
-            raise CnnauralError(f"the {dataset.rstrip('s')} table has no column {bad[0]!r}; its columns: {', '.join(all_columns)}")
+            raise CnnauralError(f"the {dataset.rstrip('s')} table has no column {bad[0]!r}; "
+                                f"its columns: {', '.join(all_columns)}")
         columns = [c for c in all_columns if c in set(columns) | {"id", "layer", "feature"}]
     keep: dict = {}
     for row in latest_states(out).values():

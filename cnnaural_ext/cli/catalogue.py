@@ -12,7 +12,8 @@ def register(sub) -> None:
         description="For every audio file under SRC (a folder, walked recursively, or a text file of paths) write "
         "OUT/audio/<relative path>/ (the excerpt's clips, as `auralise` writes them), one row per (track, layer, "
         "feature) for every feature of the chosen layers over the whole track in OUT/activations/*.parquet, "
-        "one row per clip with its inversion quality in OUT/clips/*.parquet, OUT/manifest.parquet and a ledger of every attempt in OUT/ledger/. A rerun continues where the last one "
+        "one row per clip with its inversion quality in OUT/clips/*.parquet, OUT/manifest.parquet and a ledger of "
+        "every attempt in OUT/ledger/. A rerun continues where the last one "
         "stopped; bad files become error rows and the run goes on. Exit status 1 when tracks failed, 2 for "
         "usage errors.")
     p.add_argument("src", nargs="?", metavar="SRC", help="folder of audio files, or a text file of paths")
