@@ -10,7 +10,7 @@
     waited_pct is the share of its wall time the compute loop waited on a decode or on writing
     parts and ledger rows (the summary's timing; auralise_file's own file writes count as compute);
 (c4) local, batch_size=4: (c) with the excerpts of 4 tracks at a time through one batched
-    forward pass and deconvolution (`--batch-size 4`);
+    forward pass (`--batch-size 4`);
 (d) ray: `run_catalogue(engine="ray")` when Ray is installed, a local Ray started for the run
     (its start is in the time: a user pays it).
 

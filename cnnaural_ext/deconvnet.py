@@ -50,16 +50,12 @@ class Recording:
         """The number of inputs recorded."""
         return int(self.x_shape[0])
 
-    def rows(self, which, switches_only: bool = False) -> "Recording":
-        """The recording of the inputs `which`: a slice (views), or a LongTensor of input numbers,
-        one per row wanted, repeats allowed (gathered copies). switches_only: the layer outputs
-        are kept as empty views (their shapes only: what taking seeds back needs)."""
-        pick = (lambda v: v[which]) if isinstance(which, slice) else (lambda v: v.index_select(0, which))
-        n = len(range(*which.indices(self.batch))) if isinstance(which, slice) else int(which.numel())
-        outputs = {i: v[:0] if switches_only else pick(v) for i, v in self.outputs.items()}
+    def rows(self, which: slice) -> "Recording":
+        """The recording of the inputs `which` (a slice): views of the switches and outputs."""
+        n = len(range(*which.indices(self.batch)))
         return Recording((n, *self.x_shape[1:]), [(n, *s[1:]) for s in self.in_shapes],
-                         {i: pick(v) for i, v in self.indices.items()}, outputs, self.last_step)
-
+                         {i: v[which] for i, v in self.indices.items()},
+                         {i: v[which] for i, v in self.outputs.items()}, self.last_step)
 
 def _output_padding(in_hw, out_hw, kernel, stride, padding, dilation):
     """output_padding that makes conv_transpose2d return exactly the forward conv's input size."""
@@ -545,7 +541,7 @@ class DeconvNet:
         act = self.activation(rec, key)
         return build_seeds(act, key, features, seed, compact=compact and act.dim() == 4 and key != "output")
 
-    def _chunk_size(self, rec: Recording, end: int, seeds: torch.Tensor, extra_per_seed: int = 0) -> int:
+    def _chunk_size(self, rec: Recording, end: int, seeds: torch.Tensor) -> int:
         """Seeds per chunk: twice (a step's input and output) the largest map one seed materialises
         on the way back from step `end` stays under max_batch_bytes. A block the native fused op
         takes back never materialises its unpooled maps (the pool's, the rectifier's inputs): only
@@ -560,7 +556,7 @@ class DeconvNet:
             inside_fused.update(range(fused[0] + 1, i + 1))
             i = fused[0] - 1
         sizes = [math.prod(s[1:]) for k, s in enumerate(rec.in_shapes[:end + 1]) if k not in inside_fused]
-        per_seed = max(sizes, default=1) * seeds.element_size() * 2 + extra_per_seed
+        per_seed = max(sizes, default=1) * seeds.element_size() * 2
         return max(1, self.budget(seeds.device) // max(per_seed, 1))
 
     def budget(self, device) -> int:
@@ -654,47 +650,27 @@ class DeconvNet:
         out = self._take_back(rec, self._end_step(layer), s, channels)
         return (out, feats) if return_features else out
 
-    def _take_back(self, rec: Recording, end: int, s: torch.Tensor, channels, owner=None) -> torch.Tensor:
-        """`backward` of seeds s from step `end` in chunks that fit the budget. owner: each seed's
-        input in a batched recording (its switches are gathered per chunk); else rec has batch 1."""
-        if owner is None:
-            chunk = self._chunk_size(rec, end, s)
-        else:  # each seed carries its input's switches: their bytes count against the budget too
-            switch_bytes = sum(v[0].numel() * v.element_size() for k, v in rec.indices.items() if k <= end)
-            chunk = self._chunk_size(rec.rows(slice(0, 1)), end, s, extra_per_seed=switch_bytes)
-        parts = [self.backward(rec if owner is None else rec.rows(owner[k:k + chunk], switches_only=True),
-                               s[k:k + chunk], end, None if channels is None else channels[k:k + chunk])
+    def _take_back(self, rec: Recording, end: int, s: torch.Tensor, channels) -> torch.Tensor:
+        """`backward` of seeds s from step `end` of a batch-1 recording, in chunks that fit the budget."""
+        chunk = self._chunk_size(rec, end, s)
+        parts = [self.backward(rec, s[k:k + chunk], end, None if channels is None else channels[k:k + chunk])
                  for k in range(0, s.shape[0], chunk)]
         return torch.cat(parts, dim=0).contiguous()
 
-    def deconvolve_batch(self, rec: Recording, layer, features="all", seed: str = "map", mix: bool | None = None):
+    def deconvolve_batch(self, rec: Recording, layer, features="all", seed: str = "map"):
         """Deconvolve features of `layer` for every input of a batched recording (`record` of
         (B, C_in, F', T)): [(maps (K_b, C_in, F', T), features)] per input, each equal to
         `deconvolve` of that input alone (up to float rounding: the batched forward pass sums
-        in another order).
-
-        Args:
-            features, seed: as `deconvolve`, per input ("top:K" picks each input's own top K).
-            mix: put the seeds of several inputs into one call of the deconvolution, each with its
-                own input's switches (gathered per seed: more memory, fewer and larger calls);
-                default on CUDA, where a call's launch and size matter most. Otherwise (the CPU
-                default) each call's seeds share one input's switches, which the CPU's dense
-                kernel exploits (`unpool_conv_transpose2d`'s seed-batched GEMM).
+        in another order). features, seed: as `deconvolve`, per input ("top:K" picks each
+        input's own top K). Each input's seeds go back together with its own switches, shared by
+        all of them (views of the recording, never copied per seed), which the dense kernels
+        exploit (`unpool_conv_transpose2d`'s seed-batched GEMM).
         """
         if self.key(layer) == "output":
             raise CnnauralError("deconvolve_batch takes conv layers (class targets: deconvolve per input)")
-        seeds = [self.seeds(rec.rows(slice(b, b + 1)), layer, features, seed, compact=True) for b in range(rec.batch)]
-        if mix is None:
-            mix = bool(rec.indices) and next(iter(rec.indices.values())).device.type == "cuda"
-        end = self._end_step(layer)
-        if not mix or rec.batch == 1:
-            return [(self._take_back(rec.rows(slice(b, b + 1)), end, s, channels), feats)
-                    for b, (s, feats, channels) in enumerate(seeds)]
-        s = torch.cat([x[0] for x in seeds])
-        channels = None if seeds[0][2] is None else torch.cat([x[2] for x in seeds])
-        owner = torch.cat([torch.full((x[0].shape[0],), b, dtype=torch.long) for b, x in enumerate(seeds)])
-        out = self._take_back(rec, end, s, channels, owner=owner.to(s.device))
-        bounds = [0]
-        for x in seeds:
-            bounds.append(bounds[-1] + x[0].shape[0])
-        return [(out[bounds[b]:bounds[b + 1]], seeds[b][1]) for b in range(rec.batch)]
+        end, out = self._end_step(layer), []
+        for b in range(rec.batch):
+            one = rec.rows(slice(b, b + 1))
+            s, feats, channels = self.seeds(one, layer, features, seed, compact=True)
+            out.append((self._take_back(one, end, s, channels), feats))
+        return out

@@ -255,7 +255,7 @@ class Recorder:
                         disable=not progress)
 
     def record(self, t, result: dict, seconds: float) -> bool:
-        """Take one track's result (see `process_track`); True when the run must stop."""
+        """Take one track's result (see `process_tracks`); True when the run must stop."""
         t0 = time.perf_counter()
         status = result["status"]
         self.counts[status] += 1
@@ -302,20 +302,16 @@ def summary_line(s: dict) -> str:
             f"in {s['seconds']:.1f} s{tail}")
 
 
-def process_track(aur, t, wave, err, job: TrackJob) -> dict:
-    """The work of one decoded track, the same in every engine: writes its audio folder and returns
-    {"status": ok | error | skipped, "error_type", "message", "cols" (the activation columns of an
-    ok track), "duration" (seconds), "clips" (its clip-table columns, `clips.clip_columns`)}.
-    Never raises for a bad track."""
-    return process_tracks(aur, [(t, wave, err)], job)[0]
-
-
 def process_tracks(aur, items: list, job: TrackJob) -> list:
-    """`process_track` for several decoded tracks [(track, wave, err)]: each track's checks and
-    whole-track activation rows, then the excerpts of one length auralised together
+    """The work of decoded tracks [(track, wave, err)], the same in every engine: each track's
+    checks and whole-track activation rows, then the excerpts of one length auralised together
     (`Auraliser.auralise_batch`: one batched forward pass; see `run_catalogue`'s batch_size), then
     each track's files. A batch that fails is redone track by track, so a failure is the failing
-    track's error row only. Returns the results in the order of `items`."""
+    track's error row only. Never raises for a bad track.
+
+    Returns, in the order of `items`: {"status": ok | error | skipped, "error_type", "message",
+    "cols" (the activation columns of an ok track), "duration" (seconds), "clips" (its clip-table
+    columns, `clips.clip_columns`)}."""
     results: list = [None] * len(items)
     ready = []  # (position, track, excerpt, activation columns, seconds)
     for i, (t, wave, err) in enumerate(items):

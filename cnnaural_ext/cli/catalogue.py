@@ -32,7 +32,7 @@ def register(sub) -> None:
                    help="local engine: decoding processes (default min(4, cores); 0: none); ray engine: actors "
                    "(default one per core, or per GPU with --device cuda)")
     p.add_argument("--batch-size", type=int, default=1, metavar="N",
-                   help="tracks whose excerpts go through one batched forward pass and deconvolution (default 1); "
+                   help="tracks whose excerpts go through one batched forward pass (default 1); "
                    "for GPUs: on a CPU it does not pay, and above 1 clips equal batch 1's up to float rounding")
     p.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="local: decode in worker processes, compute here (default); ray: the same per-track work "
