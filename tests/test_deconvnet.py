@@ -211,6 +211,27 @@ def test_chunked_seeds_match_one_batch():
     torch.testing.assert_close(full, tiny)
 
 
+@pytest.mark.parametrize("k", [1, 7, 24, 25, 64, 65, 100, 333])
+@pytest.mark.parametrize("limit", [1, 3, 8, 25, 30, 64, 1000])
+def test_balanced_chunks_stay_under_the_limit_and_are_no_more_than_needed(k, limit):
+    from cnnaural_ext.deconvnet import balanced_chunk
+
+    size = balanced_chunk(k, limit)
+    assert 1 <= size <= max(limit, 1)
+    chunks = -(-k // limit)
+    assert -(-k // size) == chunks  # as few chunks as the limit allows
+    if chunks > 1:  # near equal, rounded up to whole vectors of 8 where the limit allows
+        even = -(-k // chunks)
+        whole = -(-even // 8) * 8
+        assert size == (whole if whole <= limit else even)
+
+
+def test_balanced_chunks_of_64_seeds_under_25_are_whole_vectors():
+    from cnnaural_ext.deconvnet import balanced_chunk
+
+    assert balanced_chunk(64, 25) == 24 and balanced_chunk(64, 64) == 64 and balanced_chunk(10, 3) == 3
+
+
 @pytest.mark.skipif(not ca.ops.native_available(), reason="native extension not built")
 def test_chunks_count_only_what_the_native_fused_op_materialises(monkeypatch):
     """Native: a fused block never holds its unpooled maps, so only conv inputs (the op's outputs)

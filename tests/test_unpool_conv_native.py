@@ -333,7 +333,7 @@ def test_seed_gemm_equals_reference(N, C_out, C_in, H, W, pool, kh, kw, stride, 
 
 
 @pytest.mark.parametrize("C_in", [1, 3, 16, 64])
-@pytest.mark.parametrize("N", [1, 4, 5, 7, 9, 12, 13, 65])
+@pytest.mark.parametrize("N", [1, 4, 5, 7, 8, 9, 10, 12, 13, 65])
 @pytest.mark.parametrize("pool", [(2, 2), (3, 2)])  # no repeated switches, and repeats
 def test_seed_gemm_long_inputs(N, C_in, pool, monkeypatch):
     """A long track (1300 frames, 30 s at the paper's hop), 8 channels (multiples of 8 take the

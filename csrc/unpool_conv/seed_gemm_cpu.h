@@ -81,14 +81,15 @@ struct Segment {
 };
 
 // out[n0 + r, q, c0 : c0 + n_ci] = bias + sum over the segments' items k of
-//     U[k][r] * B[k][0 : n_ci],   r < n_valid,
-// U: this seed block's panel (items x NR, seeds innermost); B: the packed weights of the pixel's
+//     U[k][r] * B[k][0 : n_ci],   r < n_valid <= NR,
+// U: this seed block's panel (items x ld, seeds innermost; NR <= ld: the last block of a call
+// takes only the seeds it has, not a whole panel's zeros); B: the packed weights of the pixel's
 // items for this block of output channels (K x CV vectors, in segment order). `out` is the
 // pixel's first element of seed 0, seeds `out_sn` apart.
 template <typename T, int NR, int CV>
-CNNAURAL_ALWAYS_INLINE void kernel_channels(const Segment* seg, int64_t n_seg, const T* U, const T* B, int64_t n0,
-                                            int64_t n_valid, int64_t c0, int64_t n_ci, const T* bias_pad, T* out,
-                                            int64_t out_sn) {
+CNNAURAL_ALWAYS_INLINE void kernel_channels(const Segment* seg, int64_t n_seg, const T* U, int64_t ld, const T* B,
+                                            int64_t n0, int64_t n_valid, int64_t c0, int64_t n_ci,
+                                            const T* bias_pad, T* out, int64_t out_sn) {
   using V = typename Simd<T>::V;
   constexpr int L = Simd<T>::kLanes;
   V acc[NR][CV];
@@ -98,10 +99,10 @@ CNNAURAL_ALWAYS_INLINE void kernel_channels(const Segment* seg, int64_t n_seg, c
   }
   const T* w = B;
   for (int64_t sgi = 0; sgi < n_seg; ++sgi) {
-    const T* u = U + seg[sgi].first * NR;
-    const T* const u_end = u + seg[sgi].count * NR;
+    const T* u = U + seg[sgi].first * ld;
+    const T* const u_end = u + seg[sgi].count * ld;
 #pragma GCC unroll 2
-    for (; u < u_end; u += NR, w += CV * L) {
+    for (; u < u_end; u += ld, w += CV * L) {
       V wv[CV];
       for (int v = 0; v < CV; ++v) wv[v] = vload(w + v * L);
       for (int r = 0; r < NR; ++r) {
@@ -233,15 +234,21 @@ struct SeedGemm {
   bool rectify, seeds_in_lanes;
 };
 
+// A block of n_valid seeds (at most ld, the panel's width): the micro-kernel of that many rows.
 template <typename T, int CV>
-CNNAURAL_ALWAYS_INLINE void kernel_channels_tile(int64_t nr, const Segment* seg, int64_t n_seg, const T* U,
+CNNAURAL_ALWAYS_INLINE void kernel_channels_tile(int64_t ld, const Segment* seg, int64_t n_seg, const T* U,
                                                  const T* B, int64_t n0, int64_t n_valid, int64_t c0, int64_t n_ci,
                                                  const T* bias_pad, T* out, int64_t out_sn) {
-  if (nr == 6) {
-    kernel_channels<T, 6, CV>(seg, n_seg, U, B, n0, n_valid, c0, n_ci, bias_pad, out, out_sn);
-  } else {
-    kernel_channels<T, 4, CV>(seg, n_seg, U, B, n0, n_valid, c0, n_ci, bias_pad, out, out_sn);
+#define CNNAURAL_KERNEL_CHANNELS_ARGS seg, n_seg, U, ld, B, n0, n_valid, c0, n_ci, bias_pad, out, out_sn
+  switch (n_valid) {
+    case 1: kernel_channels<T, 1, CV>(CNNAURAL_KERNEL_CHANNELS_ARGS); break;
+    case 2: kernel_channels<T, 2, CV>(CNNAURAL_KERNEL_CHANNELS_ARGS); break;
+    case 3: kernel_channels<T, 3, CV>(CNNAURAL_KERNEL_CHANNELS_ARGS); break;
+    case 4: kernel_channels<T, 4, CV>(CNNAURAL_KERNEL_CHANNELS_ARGS); break;
+    case 5: kernel_channels<T, 5, CV>(CNNAURAL_KERNEL_CHANNELS_ARGS); break;
+    default: kernel_channels<T, 6, CV>(CNNAURAL_KERNEL_CHANNELS_ARGS); break;
   }
+#undef CNNAURAL_KERNEL_CHANNELS_ARGS
 }
 
 // Bands taken from s.next_band until none is left.
