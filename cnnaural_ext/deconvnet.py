@@ -667,7 +667,10 @@ class DeconvNet:
         chunk = balanced_chunk(s.shape[0], self._chunk_size(rec, end, s))
         parts = [self.backward(rec, s[k:k + chunk], end, None if channels is None else channels[k:k + chunk])
                  for k in range(0, s.shape[0], chunk)]
-        return torch.cat(parts, dim=0).contiguous()
+        out = (parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)).contiguous()
+        del parts
+        ops.trim_output_pool()  # the chunks' kept buffers, beyond what stays kept between calls
+        return out
 
     def deconvolve_batch(self, rec: Recording, layer, features="all", seed: str = "map"):
         """Deconvolve features of `layer` for every input of a batched recording (`record` of

@@ -54,6 +54,14 @@ def build_info() -> dict:
     return info
 
 
+def trim_output_pool() -> None:
+    """Return the native CPU kernels' kept output buffers to the OS beyond what is kept between
+    calls (256 MiB): a deconvolution's chunks reuse each other's buffers (up to 1 GiB), and
+    DeconvNet calls this when one ends. A no-op without the native build."""
+    if _C is not None and hasattr(_C, "trim_output_pool"):
+        _C.trim_output_pool(_C.output_pool_keep_bytes)
+
+
 def _native_kernels() -> frozenset:
     """(op, device type) pairs with a native kernel, read once: the extension registers all its
     kernels when it loads. A set lookup, unlike asking the dispatcher, is traceable by

@@ -24,8 +24,8 @@ INCONSISTENT = 0.5
 
 def intended_magnitude(stft: torch.Tensor, gain: torch.Tensor, mode: str) -> torch.Tensor:
     """The magnitude an auralisation asks for: |X * gain| ("mask") or gain itself ("magnitude")."""
-    if mode == "mask":
-        return (stft * gain).abs()
+    if mode == "mask":  # |X g| = |X| |g|: one complex magnitude of X, not one per row of gain
+        return torch.mul(stft.abs(), gain).abs_()
     if mode == "magnitude":
         return gain.abs()
     raise CnnauralError(f"mode must be 'mask' or 'magnitude' (got {mode!r})")
@@ -42,7 +42,7 @@ def spectral_convergence(audio: torch.Tensor, intended: torch.Tensor, spectrogra
     if got.shape != intended.shape:
         raise CnnauralError(f"spectral_convergence: the audio's STFT is {tuple(got.shape)}, the intended magnitude "
                             f"{tuple(intended.shape)}")
-    err = torch.linalg.vector_norm((got - intended).flatten(1), dim=1)
+    err = torch.linalg.vector_norm(got.sub_(intended).flatten(1), dim=1)  # got is this call's own
     ref = torch.linalg.vector_norm(intended.flatten(1), dim=1)
     return torch.where(ref > 0, err / ref.clamp_min(torch.finfo(ref.dtype).tiny),
                        torch.where(err > 0, torch.full_like(err, float("inf")), torch.zeros_like(err)))

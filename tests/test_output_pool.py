@@ -118,6 +118,50 @@ def test_large_outputs_reuse_freed_buffers():
     assert _C.output_pool_bytes() == 0
 
 
+def _output_of(mb):
+    """A fused-op output of exactly `mb` MiB (one seed, mb * 64 channels of 64 x 64)."""
+    return torch.ops.cnnaural.unpool_conv_transpose2d(torch.ones(1, 1, 1, 1), torch.zeros(1, 1, 1, 1, dtype=torch.long),
+                                                      torch.ones(1, mb * 2 ** 18 // 4096, 1, 1), None, [64, 64],
+                                                      [1, 1], [0, 0], [0, 0], [1, 1], True)
+
+
+def test_a_smaller_output_reuses_a_kept_buffer_up_to_twice_its_size():
+    """The last, smaller chunk of seeds of a call takes the buffer of the chunks before it instead
+    of a new mapping beside it; a buffer more than twice the request stays kept."""
+    from cnnaural_ext import _C
+
+    _C.release_output_pool()
+    out = _output_of(100)
+    ptr = out.data_ptr()
+    out.fill_(float("nan"))  # what a caller may leave in it
+    del out
+    small = _output_of(30)  # under half of 100: a new buffer
+    assert small.data_ptr() != ptr and _C.output_pool_bytes() == 100 * 2 ** 20
+    del small
+    out = _output_of(60)  # the smallest kept buffer that fits: the 100 MiB one, with its own size
+    assert out.data_ptr() == ptr and _C.output_pool_bytes() == 30 * 2 ** 20
+    want = torch.zeros(out.shape)
+    want[:, :, 0, 0] = 1.0  # the one switch's value through the 1 x 1 taps
+    assert out.numel() * 4 == 60 * 2 ** 20 and torch.equal(out, want)
+    del out
+    assert _C.output_pool_bytes() == 130 * 2 ** 20  # back at 100 MiB, not 60
+    _C.release_output_pool()
+
+
+def test_a_deconvolution_leaves_no_more_than_the_between_calls_share_kept():
+    import cnnaural_ext as ca
+    from cnnaural_ext import _C
+
+    torch.manual_seed(0)
+    model = ca.models.paper_cnn5(n_classes=3, width=16, input_shape=(257, 160)).eval()
+    dn = ca.DeconvNet(model, max_batch_bytes=16 * 2 ** 20)  # several chunks of seeds
+    _C.release_output_pool()
+    maps = dn.deconvolve(torch.rand(1, 1, 257, 160), 5, "all")
+    assert maps.shape == (16, 1, 257, 160)
+    assert _C.output_pool_bytes() <= _C.output_pool_keep_bytes
+    _C.release_output_pool()
+
+
 def test_output_pool_is_bounded_and_can_be_turned_off():
     import subprocess
     import sys
@@ -125,14 +169,14 @@ def test_output_pool_is_bounded_and_can_be_turned_off():
     from cnnaural_ext import _C
 
     _C.release_output_pool()
-    for mb in (100, 200, 300, 150, 20, 40):  # freed at once: the oldest go when over the bound
-        out = torch.ops.cnnaural.unpool_conv_transpose2d(torch.ones(1, 1, 1, 1), torch.zeros(1, 1, 1, 1,
-                                                         dtype=torch.long), torch.ones(1, mb * 2 ** 18 // 4096, 1, 1),
-                                                         None, [64, 64], [1, 1], [0, 0], [0, 0], [1, 1], True)
+    for mb in (300, 400, 500, 150, 20, 40):  # freed at once: the oldest go when over the bound
+        out = _output_of(mb)
         assert out.numel() * 4 == mb * 2 ** 20
         del out
-        assert _C.output_pool_bytes() <= 256 * 2 ** 20
-    assert _C.output_pool_bytes() > 0
+        assert _C.output_pool_bytes() <= 2 ** 30
+    assert _C.output_pool_bytes() > 256 * 2 ** 20
+    ops.trim_output_pool()  # what DeconvNet does when a deconvolution ends
+    assert 0 < _C.output_pool_bytes() <= _C.output_pool_keep_bytes == 256 * 2 ** 20
     _C.release_output_pool()
     code = ("import torch, cnnaural_ext; from cnnaural_ext import _C\n"
             "out = torch.ops.cnnaural.unpool_conv_transpose2d(torch.ones(1, 1, 1, 1), torch.zeros(1, 1, 1, 1, "

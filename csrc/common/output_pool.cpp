@@ -1,5 +1,6 @@
 #include "output_pool.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <iterator>
@@ -37,15 +38,21 @@ bool pool_enabled() {
   return on;
 }
 
+// Frees the oldest kept buffers until `bytes` more fit under `limit` (and a slot is free when
+// `slot`). Holds p.mu.
+void evict(Pool& p, size_t bytes, size_t limit, bool slot) {
+  while (!p.free.empty() && (p.cached + bytes > limit || (slot && p.free.size() >= kPoolMaxBuffers))) {
+    p.cached -= p.free.front().first;
+    std::free(p.free.front().second);
+    p.free.erase(p.free.begin());
+  }
+}
+
 void give_back(void* ptr, size_t bytes) {
   Pool& p = pool();
   if (pool_enabled() && bytes <= kPoolMaxBytes) {
     std::lock_guard<std::mutex> lock(p.mu);
-    while (!p.free.empty() && (p.cached + bytes > kPoolMaxBytes || p.free.size() >= kPoolMaxBuffers)) {
-      p.cached -= p.free.front().first;
-      std::free(p.free.front().second);
-      p.free.erase(p.free.begin());
-    }
+    evict(p, bytes, kPoolMaxBytes, true);
     p.free.emplace_back(bytes, ptr);
     p.cached += bytes;
     return;
@@ -53,19 +60,27 @@ void give_back(void* ptr, size_t bytes) {
   std::free(ptr);
 }
 
-void* take(size_t bytes) {
+// A kept buffer for `bytes`: the smallest of at least that size and at most twice it (the last
+// chunk of seeds of a call is smaller than the others: it takes their buffer instead of a new
+// one beside it). `*got` is the buffer's own size. Null when none fits.
+void* take_kept(size_t bytes, size_t* got) {
   Pool& p = pool();
-  {
-    std::lock_guard<std::mutex> lock(p.mu);
-    for (auto it = p.free.rbegin(); it != p.free.rend(); ++it) {
-      if (it->first == bytes) {
-        void* ptr = it->second;
-        p.cached -= bytes;
-        p.free.erase(std::next(it).base());
-        return ptr;
-      }
-    }
+  std::lock_guard<std::mutex> lock(p.mu);
+  auto best = p.free.end();
+  for (auto it = p.free.begin(); it != p.free.end(); ++it) {
+    if (it->first >= bytes && it->first / 2 <= bytes && (best == p.free.end() || it->first < best->first)) best = it;
   }
+  if (best == p.free.end()) return nullptr;
+  void* ptr = best->second;
+  *got = best->first;
+  p.cached -= best->first;
+  p.free.erase(best);
+  return ptr;
+}
+
+void* take(size_t bytes, size_t* got) {
+  if (void* kept = take_kept(bytes, got)) return kept;
+  *got = bytes;
   void* ptr = nullptr;
   TORCH_CHECK(posix_memalign(&ptr, kHugePage, bytes) == 0 && ptr != nullptr,
               "cnnaural: out of memory allocating an output of ", bytes >> 20, " MiB");
@@ -85,8 +100,9 @@ at::Tensor pooled_empty(at::IntArrayRef sizes, at::ScalarType dtype, at::MemoryF
     return at::empty(sizes, options.memory_format(channels_last ? format : at::MemoryFormat::Contiguous));
   }
   const size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
-  void* ptr = take(rounded);
-  auto deleter = [rounded](void* q) { give_back(q, rounded); };
+  size_t got = 0;
+  void* ptr = take(rounded, &got);
+  auto deleter = [got](void* q) { give_back(q, got); };
   if (channels_last) {
     const int64_t c = sizes[1], h = sizes[2], w = sizes[3];
     return at::from_blob(ptr, sizes, {h * w * c, 1, w * c, c}, deleter, options);
@@ -100,12 +116,12 @@ int64_t output_pool_bytes() {
   return static_cast<int64_t>(p.cached);
 }
 
-void release_output_pool() {
+void release_output_pool() { trim_output_pool(0); }
+
+void trim_output_pool(int64_t max_bytes) {
   Pool& p = pool();
   std::lock_guard<std::mutex> lock(p.mu);
-  for (auto& [bytes, ptr] : p.free) std::free(ptr);
-  p.free.clear();
-  p.cached = 0;
+  evict(p, 0, static_cast<size_t>(std::max<int64_t>(0, max_bytes)), false);
 }
 
 }  // namespace cnnaural
