@@ -665,12 +665,10 @@ class DeconvNet:
     def _take_back(self, rec: Recording, end: int, s: torch.Tensor, channels) -> torch.Tensor:
         """`backward` of seeds s from step `end` of a batch-1 recording, in chunks that fit the budget."""
         chunk = balanced_chunk(s.shape[0], self._chunk_size(rec, end, s))
-        parts = [self.backward(rec, s[k:k + chunk], end, None if channels is None else channels[k:k + chunk])
-                 for k in range(0, s.shape[0], chunk)]
-        out = (parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)).contiguous()
-        del parts
-        ops.trim_output_pool()  # the chunks' kept buffers, beyond what stays kept between calls
-        return out
+        with ops.output_pool_for_chunks():  # the chunks reuse each other's block outputs
+            parts = [self.backward(rec, s[k:k + chunk], end, None if channels is None else channels[k:k + chunk])
+                     for k in range(0, s.shape[0], chunk)]
+        return torch.cat(parts, dim=0).contiguous()
 
     def deconvolve_batch(self, rec: Recording, layer, features="all", seed: str = "map"):
         """Deconvolve features of `layer` for every input of a batched recording (`record` of

@@ -14,6 +14,8 @@ switch and channel themselves; the reference then relies on PyTorch's own checks
 """
 from __future__ import annotations
 
+import contextlib
+
 import os
 
 import torch
@@ -54,12 +56,20 @@ def build_info() -> dict:
     return info
 
 
-def trim_output_pool() -> None:
-    """Return the native CPU kernels' kept output buffers to the OS beyond what is kept between
-    calls (256 MiB): a deconvolution's chunks reuse each other's buffers (up to 1 GiB), and
-    DeconvNet calls this when one ends. A no-op without the native build."""
-    if _C is not None and hasattr(_C, "trim_output_pool"):
-        _C.trim_output_pool(_C.output_pool_keep_bytes)
+@contextlib.contextmanager
+def output_pool_for_chunks():
+    """While inside: the native CPU kernels keep up to 1 GiB of freed outputs (256 MiB otherwise),
+    so the chunks of seeds of one deconvolution reuse each other's block outputs instead of new,
+    zero-filled mappings; on leaving, the limit is set back and what is kept beyond it returned
+    to the OS. A no-op without the native build."""
+    if _C is None or not hasattr(_C, "set_output_pool_limit"):
+        yield
+        return
+    before = _C.set_output_pool_limit(_C.output_pool_max_bytes)
+    try:
+        yield
+    finally:
+        _C.set_output_pool_limit(before)
 
 
 def _native_kernels() -> frozenset:

@@ -61,13 +61,15 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("envelope_cache_size", &cnnaural::envelope_cache_size,
         "Window envelopes masked_istft holds (per window tensor, version and geometry).");
   m.def("output_pool_bytes", &cnnaural::output_pool_bytes,
-        "Bytes of freed CPU output buffers the kernels keep for their next calls (at most 1 GiB).");
+        "Bytes of freed CPU output buffers the kernels keep for their next calls (see set_output_pool_limit).");
   m.def("release_output_pool", &cnnaural::release_output_pool,
         "Return the freed CPU output buffers the kernels keep to the OS.");
-  m.def("trim_output_pool", &cnnaural::trim_output_pool,
-        "Return the oldest freed CPU output buffers to the OS until at most max_bytes are kept.",
+  m.def("set_output_pool_limit", &cnnaural::set_output_pool_limit,
+        "Keep at most max_bytes of freed CPU output buffers from now on (256 MiB by default, at most 1 GiB), "
+        "returning the oldest beyond it to the OS; returns the previous limit.",
         pybind11::arg("max_bytes"));
   m.attr("output_pool_keep_bytes") = static_cast<int64_t>(cnnaural::kPoolKeepBytes);
+  m.attr("output_pool_max_bytes") = static_cast<int64_t>(cnnaural::kPoolMaxBytes);
   namespace py = pybind11;
   m.def("check_masked_istft", &check_masked_istft,
         "masked_istft's argument checks (those of every backend; no data read): None, or the op's RuntimeError.",

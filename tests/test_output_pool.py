@@ -1,5 +1,7 @@
 """The output pool of the CPU kernels (csrc/common/output_pool): huge pages for large outputs,
 reuse of freed buffers without stale values, the bound and the off switch."""
+import contextlib
+
 import pytest
 import torch
 
@@ -159,6 +161,7 @@ def test_a_deconvolution_leaves_no_more_than_the_between_calls_share_kept():
     maps = dn.deconvolve(torch.rand(1, 1, 257, 160), 5, "all")
     assert maps.shape == (16, 1, 257, 160)
     assert _C.output_pool_bytes() <= _C.output_pool_keep_bytes
+    assert _C.set_output_pool_limit(_C.output_pool_keep_bytes) == _C.output_pool_keep_bytes  # set back
     _C.release_output_pool()
 
 
@@ -169,14 +172,16 @@ def test_output_pool_is_bounded_and_can_be_turned_off():
     from cnnaural_ext import _C
 
     _C.release_output_pool()
-    for mb in (300, 400, 500, 150, 20, 40):  # freed at once: the oldest go when over the bound
-        out = _output_of(mb)
-        assert out.numel() * 4 == mb * 2 ** 20
-        del out
-        assert _C.output_pool_bytes() <= 2 ** 30
-    assert _C.output_pool_bytes() > 256 * 2 ** 20
-    ops.trim_output_pool()  # what DeconvNet does when a deconvolution ends
-    assert 0 < _C.output_pool_bytes() <= _C.output_pool_keep_bytes == 256 * 2 ** 20
+    assert _C.output_pool_keep_bytes == 256 * 2 ** 20 and _C.output_pool_max_bytes == 2 ** 30
+    for limit in (_C.output_pool_keep_bytes, _C.output_pool_max_bytes):
+        with ops.output_pool_for_chunks() if limit > _C.output_pool_keep_bytes else contextlib.nullcontext():
+            for mb in (100, 300, 400, 500, 150, 20, 40):  # freed at once: the oldest go when over the bound
+                out = _output_of(mb)
+                assert out.numel() * 4 == mb * 2 ** 20
+                del out
+                assert _C.output_pool_bytes() <= limit
+            assert _C.output_pool_bytes() > (300 * 2 ** 20 if limit > _C.output_pool_keep_bytes else 0)
+        assert 0 < _C.output_pool_bytes() <= _C.output_pool_keep_bytes  # trimmed on leaving
     _C.release_output_pool()
     code = ("import torch, cnnaural_ext; from cnnaural_ext import _C\n"
             "out = torch.ops.cnnaural.unpool_conv_transpose2d(torch.ones(1, 1, 1, 1), torch.zeros(1, 1, 1, 1, "

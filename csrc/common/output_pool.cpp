@@ -1,6 +1,7 @@
 #include "output_pool.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <iterator>
@@ -48,11 +49,15 @@ void evict(Pool& p, size_t bytes, size_t limit, bool slot) {
   }
 }
 
+// What may be kept now: kPoolKeepBytes, or up to kPoolMaxBytes while a caller has raised it.
+std::atomic<size_t> pool_limit{kPoolKeepBytes};
+
 void give_back(void* ptr, size_t bytes) {
   Pool& p = pool();
-  if (pool_enabled() && bytes <= kPoolMaxBytes) {
+  const size_t limit = pool_limit.load(std::memory_order_relaxed);
+  if (pool_enabled() && bytes <= limit) {
     std::lock_guard<std::mutex> lock(p.mu);
-    evict(p, bytes, kPoolMaxBytes, true);
+    evict(p, bytes, limit, true);
     p.free.emplace_back(bytes, ptr);
     p.cached += bytes;
     return;
@@ -116,12 +121,19 @@ int64_t output_pool_bytes() {
   return static_cast<int64_t>(p.cached);
 }
 
-void release_output_pool() { trim_output_pool(0); }
-
-void trim_output_pool(int64_t max_bytes) {
+void release_output_pool() {
   Pool& p = pool();
   std::lock_guard<std::mutex> lock(p.mu);
-  evict(p, 0, static_cast<size_t>(std::max<int64_t>(0, max_bytes)), false);
+  evict(p, 0, 0, false);
+}
+
+int64_t set_output_pool_limit(int64_t max_bytes) {
+  const size_t limit = std::min(kPoolMaxBytes, static_cast<size_t>(std::max<int64_t>(0, max_bytes)));
+  const size_t before = pool_limit.exchange(limit);
+  Pool& p = pool();
+  std::lock_guard<std::mutex> lock(p.mu);
+  evict(p, 0, limit, false);
+  return static_cast<int64_t>(before);
 }
 
 }  // namespace cnnaural

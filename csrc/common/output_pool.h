@@ -6,13 +6,13 @@
 // time where THP is "madvise" or "always" (advice only: a no-op where it is "never" or off Linux).
 //
 // A request takes the smallest kept buffer of at least its size and at most twice it, so the last,
-// smaller chunk of seeds of a call reuses the others' buffers. What is kept is bounded
-// (kPoolMaxBytes, kPoolMaxBuffers; the oldest go first): the bound fits the outputs of one chunk of
-// seeds at DeconvNet's largest default budget, and DeconvNet trims the pool back to kPoolKeepBytes
-// when a deconvolution ends (`trim_output_pool`), so between calls no more than that stays
-// mapped. `release_output_pool()` returns everything to the OS, and nothing is kept with
-// CNNAURAL_OUTPUT_POOL=0 (read once; new buffers are still advised). Outputs below kPoolMinBytes
-// come from at::empty as usual.
+// smaller chunk of seeds of a call reuses the others' buffers. What is kept is bounded (the
+// limit, kPoolKeepBytes unless raised, and kPoolMaxBuffers; the oldest go first). DeconvNet
+// raises the limit to kPoolMaxBytes for the length of one deconvolution
+// (`set_output_pool_limit`), so its chunks of seeds reuse block outputs of up to 1 GiB, and sets
+// it back after, which trims what is kept. `release_output_pool()` returns everything to the OS,
+// and nothing is kept with CNNAURAL_OUTPUT_POOL=0 (read once; new buffers are still advised).
+// Outputs below kPoolMinBytes come from at::empty as usual.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -22,8 +22,8 @@
 namespace cnnaural {
 
 constexpr size_t kPoolMinBytes = size_t(8) << 20;
-constexpr size_t kPoolMaxBytes = size_t(1) << 30;    // free buffers kept, in all, during a call
-constexpr size_t kPoolKeepBytes = size_t(256) << 20;  // what DeconvNet leaves kept between calls
+constexpr size_t kPoolKeepBytes = size_t(256) << 20;  // free buffers kept, in all, by default
+constexpr size_t kPoolMaxBytes = size_t(1) << 30;     // the highest limit a caller may set
 constexpr size_t kPoolMaxBuffers = 8;
 
 // An uninitialised CPU tensor of `sizes` and `dtype`, contiguous in `format` (Contiguous, or
@@ -33,6 +33,8 @@ at::Tensor pooled_empty(at::IntArrayRef sizes, at::ScalarType dtype,
 
 int64_t output_pool_bytes();  // bytes of freed buffers kept now
 void release_output_pool();   // return them all to the OS
-void trim_output_pool(int64_t max_bytes);  // return the oldest until at most max_bytes are kept
+// Keep at most max_bytes (clamped to [0, kPoolMaxBytes]) from now on, returning the oldest kept
+// buffers beyond it; returns the previous limit.
+int64_t set_output_pool_limit(int64_t max_bytes);
 
 }  // namespace cnnaural
