@@ -33,8 +33,8 @@ actors (at least 1), and keeps the memory it frees, as the local engine's worker
 
 Same bytes: the convolutions' float sums depend on the number of torch threads, so the Ray engine
 writes byte-identical files and rows to the local engine's when its actors compute with the same
-number of threads as the local run (``workers=1``, or one thread everywhere); otherwise clips and
-statistics may differ in the last bits.
+number of threads as the local engine's workers (the same ``workers`` on one machine, which shares
+the threads out alike); otherwise clips and statistics may differ in the last bits.
 
 Ray is an optional extra (``pip install cnnaural_ext[ray]``), imported only here.
 """
