@@ -6,9 +6,10 @@
 (b) loop: an in-process loop over the library pipeline: decode the whole track, its activation
     rows (`catalogue.activations.track_rows`), `Auraliser.auralise_file` on the excerpt, one
     Parquet file at the end (no ledger, no resume);
-(c) local: `run_catalogue(engine="local")` (decode in worker processes, ledger, parts); its
-    waited_pct is the share of its wall time the compute loop waited on a decode or on writing
-    parts and ledger rows (the summary's timing; auralise_file's own file writes count as compute);
+(c) local: `run_catalogue(engine="local")` (worker processes that each decode and compute, one
+    per core; ledger, parts); its waited_pct is the share of the workers' time spent decoding, which
+    a worker's compute waits on (the summary's timing; the driver writes the parts and ledger rows
+    while the workers go on; auralise_file's own file writes count as compute);
 (c4) local, batch_size=4: (c) with the excerpts of 4 tracks at a time through one batched
     forward pass (`--batch-size 4`);
 (d) ray: `run_catalogue(engine="ray")` when Ray is installed, a local Ray started for the run
@@ -124,8 +125,14 @@ def run_engine(src, out: Path, aur, engine: str, batch_size: int = 1) -> dict:
     from cnnaural_ext.catalogue import run_catalogue
 
     s = run_catalogue(src, out, auraliser=aur, engine=engine, progress=False, batch_size=batch_size, **REQUEST)
-    waited = s["timing"]["decode_wait"] + s["timing"]["write"]
-    return {"ok": s["ok"], "waited_pct": 100 * waited / s["seconds"] if engine == "local" else None}
+    t = s["timing"]
+    if engine != "local":
+        waited = None
+    elif t["decode"]:  # worker processes: each waits on its own decodes
+        waited = 100 * t["decode"] / max(1e-9, t["decode"] + t["compute"])
+    else:  # the compute in this process: it waits on decodes and on writing parts and ledger rows
+        waited = 100 * (t["decode_wait"] + t["write"]) / s["seconds"]
+    return {"ok": s["ok"], "waited_pct": waited}
 
 
 def measure(name, fn, n_tracks, seconds_audio) -> dict:

@@ -77,3 +77,15 @@ def assert_activation_rows_close(got: list, want: list) -> None:
         for k in ("mean", "max", "active"):
             assert x[k] == pytest.approx(y[k], rel=1e-4, abs=1e-6), k
         assert x["window_max"] == pytest.approx(y["window_max"], rel=1e-4, abs=1e-6)
+
+
+def crashing_process_files(aur, tracks, job):
+    """`engine.process_files`, but the worker process dies on a track named crash.* (a crashing
+    codec): importable, so spawned workers can run it."""
+    import os
+
+    from cnnaural_ext.catalogue.engine import process_files
+
+    if any(Path(t.relative_path).stem == "crash" for t in tracks):
+        os._exit(3)
+    return process_files(aur, tracks, job)

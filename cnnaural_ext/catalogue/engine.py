@@ -4,8 +4,9 @@ driver's side of every engine (`Recorder`) and the one per-track function (`proc
 One run: check the request; walk SRC; under the config lock check (or write) config.json and
 write manifest.parquet; take the shard lock; plan (this shard's tracks minus those whose latest
 row under this config is ok or skipped, and minus error rows unless `retry_failed`); then, in
-manifest order, with decoding running ahead in worker processes (`decode.Decoder`), `batch_size`
-tracks at a time (1 by default), per track:
+manifest order, `batch_size` tracks at a time (1 by default), in worker processes that each decode
+and compute their tracks (`workers.pool_results`; with workers 0 or on a GPU: the compute here,
+decoding ahead in decoding processes, `decode.Decoder`), per track:
 
 1. a decode failure, or non-finite samples -> an ``error`` row; a silent track (peak below
    `SILENCE`), one too short for the model up to the deepest chosen layer, or whose excerpt is
@@ -70,15 +71,21 @@ def run_catalogue(src, out, *, auraliser=None, model=None, layers=1, features="t
         offset, duration: the auralised excerpt in seconds (duration None or <= 0: to the end).
         mode, phase, seed, normalize, audio_format, subtype, figures: as `Auraliser.auralise_file`.
         window: seconds per window of the activation table's per-window maxima.
-        workers: local engine: decoding processes (default min(4, cores); 0 decodes in this process);
-            Ray engine: actors (default: one per GPU with a CUDA auraliser, else one per core).
+        workers: local engine on a CPU: worker processes, each decoding and computing its tracks
+            with this process's torch threads shared out among them (default: one per core, at
+            most 8; 0: decode and compute in this process); local engine on a GPU: decoding
+            processes feeding the compute here (default min(4, cores)); Ray engine: actors (default:
+            one per GPU with a CUDA auraliser, else one per core). The clips' last bits depend on
+            the torch threads per worker: a resumed run writes the same bytes as an uninterrupted
+            one with the same `workers` on the same machine.
         shard: "i/N" or (i, N); default from SLURM_ARRAY_TASK_ID/COUNT, else 0/1.
         retry_failed: also redo tracks whose latest row is an error.
         max_failures: stop after this many errors in this run.
         progress: show a progress bar on stderr.
         flush_every: tracks per activation part file (also flushed every FLUSH_SECONDS).
-        engine: "local" (decode in worker processes, compute here) or "ray" (`ray_engine`: the same
-            per-track work in Ray Data actors; this process writes the parts and the ledger).
+        engine: "local" (the per-track work in worker processes, `workers`) or "ray" (`ray_engine`:
+            the same per-track work in Ray Data actors); either way this process writes the parts
+            and the ledger.
         ray_address: the Ray cluster to join (engine "ray"); default: a local Ray started for the run.
         batch_size: tracks whose excerpts are auralised together (`process_tracks`: one batched
             STFT and forward pass, each track's seeds with its own switches). A throughput knob
@@ -90,8 +97,10 @@ def run_catalogue(src, out, *, auraliser=None, model=None, layers=1, features="t
     Returns:
         the summary dict: ok, error, skipped (this run), seconds, tracks (this shard), already_done,
         earlier_errors (not retried), pending (left after this run), stopped_early, shard, run, out,
-        engine, timing (seconds: decode_wait, the loop waiting on a decode (local engine); compute,
-        the per-track work in this process (local engine); write, writing parts and ledger rows).
+        engine, timing (seconds: decode and compute, the local engine's worker processes decoding
+        and doing the rest of the per-track work, summed over the workers; with workers 0 or on a
+        GPU, decode_wait, the compute loop waiting on a decode, and compute, the per-track work in
+        this process; write, writing parts and ledger rows).
     """
     from ..auralise import Auraliser
 
@@ -190,7 +199,7 @@ def _run(aur, tracks, out, shard, fp, layers, req, window, *, workers, retry_fai
         results = ray_results(aur, todo, job, process_files, workers=workers, address=ray_address, config=config,
                               batch_size=batch_size)
     else:
-        results = local_results(aur, todo, job, workers, rec.timing, batch_size)
+        results = local_results(aur, todo, job, workers, rec.timing, batch_size, config)
     try:
         for t, result, seconds in results:
             if rec.record(t, result, seconds):
@@ -208,10 +217,29 @@ def _run(aur, tracks, out, shard, fp, layers, req, window, *, workers, retry_fai
     return summary
 
 
-def local_results(aur, todo, job: TrackJob, workers, timing: dict, batch_size: int = 1):
-    """The local engine: (track, result, seconds) per track, decoding ahead in worker processes,
-    `batch_size` decoded tracks at a time through `process_tracks`; adds to timing["decode_wait"]
-    (the loop waited on a decode) and timing["compute"]."""
+def local_results(aur, todo, job: TrackJob, workers, timing: dict, batch_size: int = 1, config: dict | None = None):
+    """The local engine: (track, result, seconds) per track, `batch_size` tracks at a time through
+    `process_tracks`. On a CPU with workers >= 1 (default `workers.default_workers`): in worker
+    processes that each decode and compute (`workers.pool_results`), results as they finish;
+    timing["decode"] and timing["compute"] get the workers' seconds. With workers 0, a CUDA
+    auraliser, or a model from no file (which cannot be sent to a worker): the compute here,
+    decoding ahead in `workers` decoding processes (`decode.Decoder`; 0: here too);
+    timing["decode_wait"] (the loop waited on a decode) and timing["compute"]."""
+    from .workers import can_rebuild, default_workers, pool_results
+
+    if aur.device.type == "cpu" and (workers is None or workers > 0) and can_rebuild(aur):
+
+        n = default_workers() if workers is None else int(workers)
+        for t, result, seconds in pool_results(aur, todo, job, process_files, workers=n, config=config,
+                                               batch_size=batch_size):
+            timing["decode"] += result.get("decode", 0.0)
+            timing["compute"] += seconds - result.get("decode", 0.0)
+            yield t, result, seconds
+        return
+    yield from _decode_ahead_results(aur, todo, job, workers, timing, batch_size)
+
+
+def _decode_ahead_results(aur, todo, job: TrackJob, workers, timing: dict, batch_size: int):
     decoded = Decoder(aur.sample_rate, workers).decode_all(todo)
     try:
         finished = False
@@ -249,7 +277,7 @@ class Recorder:
         self.ledger, self.parts = Ledger(out, run, fp), PartWriter(out, run)
         self.flush_every, self.max_failures = flush_every, max_failures
         self.counts = {"ok": 0, "error": 0, "skipped": 0}
-        self.timing = {"decode_wait": 0.0, "compute": 0.0, "write": 0.0}
+        self.timing = {"decode": 0.0, "decode_wait": 0.0, "compute": 0.0, "write": 0.0}
         self.waiting, self.last_flush, self.stopped = [], time.monotonic(), False
         self.bar = tqdm(total=n_todo, desc=f"catalogue {shard[0]}/{shard[1]}", unit="track", leave=False,
                         disable=not progress)
@@ -365,7 +393,7 @@ def process_files(aur, tracks: list, job: TrackJob) -> list:
         decode_seconds.append(time.perf_counter() - d0)
     results = process_tracks(aur, items, job)
     share = (time.perf_counter() - t0 - sum(decode_seconds)) / max(1, len(tracks))
-    return [(r, d + share) for r, d in zip(results, decode_seconds)]
+    return [({**r, "decode": d}, d + share) for r, d in zip(results, decode_seconds)]
 
 
 def _prepare_track(aur, t, wave, job: TrackJob):

@@ -29,12 +29,12 @@ default (`workers` sets how many), and that headroom keeps Ray Data's own tasks 
 2 cores, actors taking every logical CPU hang the job). With a CUDA auraliser each actor takes 1
 GPU (one actor per GPU by default). A Ray already initialised in this process is used as it is
 and left running. Each actor computes with this process's torch threads shared out among the
-actors (at least 1).
+actors (at least 1), and keeps the memory it frees, as the local engine's workers do.
 
 Same bytes: the convolutions' float sums depend on the number of torch threads, so the Ray engine
 writes byte-identical files and rows to the local engine's when its actors compute with the same
-number of threads as the local run (``workers=1``, or one thread everywhere); otherwise clips and
-statistics may differ in the last bits.
+number of threads as the local engine's workers (the same ``workers`` on one machine, which shares
+the threads out alike); otherwise clips and statistics may differ in the last bits.
 
 Ray is an optional extra (``pip install cnnaural_ext[ray]``), imported only here.
 """
@@ -42,12 +42,12 @@ from __future__ import annotations
 
 import os
 import pickle
-from pathlib import Path
 
 import numpy as np
 
 from ..errors import CnnauralError
 from .sources import Track
+from .workers import build_auraliser, check_model, keep_freed_memory, model_recipe
 
 RAY_MISSING = "the Ray engine needs Ray: pip install cnnaural_ext[ray] (or pip install 'ray[data]')"
 TRACK_FIELDS = ("id", "path", "relative_path", "folder", "size", "mtime")
@@ -63,31 +63,6 @@ def import_ray():
     return ray
 
 
-def model_recipe(auraliser) -> dict:
-    """How an actor rebuilds `auraliser`: from its checkpoint file, as the shipped model, or (a model
-    that came from no file) from the pickled object itself."""
-    source = str(auraliser.source)
-    device = "cuda" if auraliser.device.type == "cuda" else "cpu"
-    if source == "shipped":
-        return {"kind": "shipped", "device": device}
-    if Path(source).is_file():
-        return {"kind": "checkpoint", "path": str(Path(source).resolve()), "source": source, "device": device}
-    return {"kind": "object", "auraliser": auraliser}
-
-
-def build_auraliser(recipe: dict):
-    """The Auraliser a `model_recipe` describes (in an actor)."""
-    from ..auralise import Auraliser
-
-    if recipe["kind"] == "shipped":
-        return Auraliser.pretrained(device=recipe["device"])
-    if recipe["kind"] == "checkpoint":
-        aur = Auraliser.from_checkpoint(recipe["path"], device=recipe["device"])
-        aur.source = recipe["source"]  # as the driver names it: manifests record it
-        return aur
-    return recipe["auraliser"]
-
-
 class TrackWorker:
     """The Ray Data actor: one Auraliser, the engine's function `work(auraliser, tracks, job) ->
     [(result, seconds)]` per batch of tracks (`engine.process_files`)."""
@@ -95,14 +70,10 @@ class TrackWorker:
     def __init__(self, recipe: dict, work, job, config: dict, threads: int):
         import torch
 
-        from .config import catalogue_config, describe_difference
-
         torch.set_num_threads(max(1, int(threads)))
+        keep_freed_memory()  # as the local engine's workers do (`workers` module)
         self.aur = build_auraliser(recipe)
-        mine = catalogue_config(self.aur, layers=job.layers, window=job.window, **job.req)
-        if mine != config:
-            raise CnnauralError("a Ray worker built another model than the driver's "
-                                f"({describe_difference(config, mine)}); pass the checkpoint as --model")
+        check_model(self.aur, job, config)
         self.work, self.job = work, job
 
     def __call__(self, batch: dict) -> dict:

@@ -29,13 +29,15 @@ def register(sub) -> None:
     p.add_argument("--window", type=float, default=4.0,
                    help="seconds per window of the activation table's per-window maxima (default 4)")
     p.add_argument("--workers", type=int, default=None,
-                   help="local engine: decoding processes (default min(4, cores); 0: none); ray engine: actors "
-                   "(default one per core, or per GPU with --device cuda)")
+                   help="local engine: worker processes, each decoding and computing its tracks with the cores "
+                   "shared out (default one per core, at most 8; 0: all in this process; with --device cuda: "
+                   "decoding processes, default min(4, cores)); ray engine: actors (default one per core, or per "
+                   "GPU with --device cuda); resume with the same N for byte-identical clips")
     p.add_argument("--batch-size", type=int, default=1, metavar="N",
                    help="tracks whose excerpts go through one batched forward pass (default 1); "
                    "for GPUs: on a CPU it does not pay, and above 1 clips equal batch 1's up to float rounding")
     p.add_argument("--engine", choices=["local", "ray"], default="local",
-                   help="local: decode in worker processes, compute here (default); ray: the same per-track work "
+                   help="local: the per-track work in worker processes (default); ray: the same per-track work "
                    "on Ray Data actors (pip install cnnaural_ext[ray])")
     p.add_argument("--ray-address", default=None, metavar="ADDR",
                    help="with --engine ray: the Ray cluster to join (default: start a local Ray for the run)")
