@@ -15,7 +15,6 @@ switch and channel themselves; the reference then relies on PyTorch's own checks
 from __future__ import annotations
 
 import contextlib
-
 import os
 
 import torch
