@@ -217,7 +217,7 @@ def _run(aur, tracks, out, shard, fp, layers, req, window, *, workers, retry_fai
     return summary
 
 
-def local_results(aur, todo, job: TrackJob, workers, timing: dict, batch_size: int = 1, config: dict | None = None):
+def local_results(aur, todo, job: TrackJob, workers, timing: dict, batch_size: int, config: dict):
     """The local engine: (track, result, seconds) per track, `batch_size` tracks at a time through
     `process_tracks`. On a CPU with workers >= 1 (default `workers.default_workers`): in worker
     processes that each decode and compute (`workers.pool_results`), results as they finish;
@@ -228,7 +228,6 @@ def local_results(aur, todo, job: TrackJob, workers, timing: dict, batch_size: i
     from .workers import can_rebuild, default_workers, pool_results
 
     if aur.device.type == "cpu" and (workers is None or workers > 0) and can_rebuild(aur):
-
         n = default_workers() if workers is None else int(workers)
         for t, result, seconds in pool_results(aur, todo, job, process_files, workers=n, config=config,
                                                batch_size=batch_size):
